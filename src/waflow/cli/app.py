@@ -18,3 +18,8 @@ def version() -> None:
     from waflow import __version__
 
     typer.echo(__version__)
+
+
+@app.callback()
+def _root() -> None:
+    """A self-hostable runtime for WhatsApp Business bots and integrations."""
