@@ -1,0 +1,1 @@
+"""Alembic revisions, linear: each revision's `down_revision` is the one before it."""

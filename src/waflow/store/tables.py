@@ -1,0 +1,285 @@
+"""The schema as SQLAlchemy Core tables (see the package docstring for what each table is for).
+
+These definitions are the source of truth for queries; the Alembic revisions under
+`migrations/versions/` create the same schema, and a test checks that the two agree.
+Change a table here and add a new revision there, never one without the other.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+from waflow.store.types import JSONValue, UTCDateTime, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# An autoincrementing 64-bit key on PostgreSQL; SQLite needs exactly INTEGER for its rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+INBOUND_KINDS = ("message", "status", "template_status", "error", "other")
+INBOUND_STATES = ("pending", "done", "failed", "dead")
+DELIVERY_STATUSES = ("queued", "accepted", "sent", "delivered", "read", "played", "failed")
+ATTEMPT_OUTCOMES = ("accepted", "error", "unknown")
+SESSION_STATES = ("running", "waiting", "handoff", "ended")
+TIMER_STATES = ("pending", "fired", "cancelled")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("phone_number_id", String(64), nullable=False),
+    Column("contact_key", String(128), nullable=False),
+    Column("wa_id", String(64), nullable=True),
+    Column("user_id", String(128), nullable=True),
+    Column("profile_name", String(256), nullable=True),
+    Column("last_inbound_at", UTCDateTime, nullable=True),
+    Column("opted_out", Boolean, nullable=False, default=False, server_default=text("false")),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    Index("uq_contacts_phone_number_id_contact_key", "phone_number_id", "contact_key", unique=True),
+    Index(
+        "uq_contacts_phone_number_id_wa_id",
+        "phone_number_id",
+        "wa_id",
+        unique=True,
+        sqlite_where=text("wa_id IS NOT NULL"),
+        postgresql_where=text("wa_id IS NOT NULL"),
+    ),
+    Index(
+        "uq_contacts_phone_number_id_user_id",
+        "phone_number_id",
+        "user_id",
+        unique=True,
+        sqlite_where=text("user_id IS NOT NULL"),
+        postgresql_where=text("user_id IS NOT NULL"),
+    ),
+)
+
+inbound_events = Table(
+    "inbound_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("dedup_key", String(255), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("phone_number_id", String(64), nullable=True),  # NULL for WABA-level events (templates, account)
+    Column("contact_key", String(128), nullable=True),
+    Column("provider_message_id", String(255), nullable=True),
+    Column("payload", JSONValue, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("state", String(16), nullable=False, default="pending", server_default="pending"),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("processed_at", UTCDateTime, nullable=True),
+    Column("error", Text, nullable=True),
+    CheckConstraint(_in("kind", INBOUND_KINDS), name="kind"),
+    CheckConstraint(_in("state", INBOUND_STATES), name="state"),
+    Index("uq_inbound_events_dedup_key", "dedup_key", unique=True),
+    # "pending events of one contact, in id order" (the engine's per-conversation queue)
+    Index(
+        "ix_inbound_events_open_by_contact",
+        "phone_number_id",
+        "contact_key",
+        "id",
+        sqlite_where=text("state IN ('pending', 'failed')"),
+        postgresql_where=text("state IN ('pending', 'failed')"),
+    ),
+    # "pending events of one kind, in id order" (status appliers, the engine's scan)
+    Index(
+        "ix_inbound_events_open_by_kind",
+        "kind",
+        "id",
+        sqlite_where=text("state IN ('pending', 'failed')"),
+        postgresql_where=text("state IN ('pending', 'failed')"),
+    ),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("received_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("phone_number_id", String(64), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("headers", JSONValue, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Index("ix_dead_letters_received_at", "received_at"),
+)
+
+outbound_messages = Table(
+    "outbound_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("phone_number_id", String(64), nullable=False),
+    Column("contact_key", String(128), nullable=False),
+    Column("to_number", String(64), nullable=True),  # OutboundMessage.to (wa_id / phone)
+    Column("recipient_user_id", String(128), nullable=True),  # OutboundMessage.recipient (BSUID)
+    Column("type", String(32), nullable=False),
+    Column("content", JSONValue, nullable=False),
+    Column("reply_to", String(255), nullable=True),
+    Column("status", String(16), nullable=False, default="queued", server_default="queued"),
+    Column("provider_message_id", String(255), nullable=True),
+    Column("business_initiated", Boolean, nullable=False, default=False, server_default=text("false")),
+    Column("fallback_template", JSONValue, nullable=True),
+    Column("campaign_id", BigInteger, nullable=True),
+    Column("session_id", BigInteger, nullable=True),
+    Column("node_id", String(128), nullable=True),
+    Column("due_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("claimed_by", String(128), nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("outcome_unknown_since", UTCDateTime, nullable=True),
+    Column("error_code", Integer, nullable=True),
+    Column("error_class", String(32), nullable=True),
+    Column("error_text", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("accepted_at", UTCDateTime, nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("read_at", UTCDateTime, nullable=True),
+    Column("played_at", UTCDateTime, nullable=True),
+    Column("failed_at", UTCDateTime, nullable=True),
+    CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+    CheckConstraint("to_number IS NOT NULL OR recipient_user_id IS NOT NULL", name="addressed"),
+    Index(
+        "uq_outbound_messages_provider_message_id",
+        "provider_message_id",
+        unique=True,
+        sqlite_where=text("provider_message_id IS NOT NULL"),
+        postgresql_where=text("provider_message_id IS NOT NULL"),
+    ),
+    # per-recipient queue: the head is the lowest id still queued for (phone_number_id, contact_key)
+    Index(
+        "ix_outbound_messages_queued_by_recipient",
+        "phone_number_id",
+        "contact_key",
+        "id",
+        sqlite_where=text("status = 'queued'"),
+        postgresql_where=text("status = 'queued'"),
+    ),
+    # what is due: queued rows by due_at
+    Index(
+        "ix_outbound_messages_queued_due",
+        "due_at",
+        sqlite_where=text("status = 'queued'"),
+        postgresql_where=text("status = 'queued'"),
+    ),
+    Index("ix_outbound_messages_session_id", "session_id"),
+    Index("ix_outbound_messages_campaign_id", "campaign_id"),
+)
+
+send_attempts = Table(
+    "send_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("outbound_id", BigInteger, ForeignKey("outbound_messages.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Column("http_status", Integer, nullable=True),
+    Column("error_code", Integer, nullable=True),
+    Column("detail", Text, nullable=True),
+    CheckConstraint(_in("outcome", ATTEMPT_OUTCOMES), name="outcome"),
+    Index("ix_send_attempts_outbound_id_attempt", "outbound_id", "attempt"),
+)
+
+status_events = Table(
+    "status_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("outbound_id", BigInteger, ForeignKey("outbound_messages.id", ondelete="CASCADE"), nullable=True),
+    Column("provider_message_id", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("error_code", Integer, nullable=True),
+    Column("error_title", Text, nullable=True),
+    Column("error_details", Text, nullable=True),
+    Column("callback_data", String(512), nullable=True),
+    Column("raw", JSONValue, nullable=True),
+    Column("applied", Boolean, nullable=False, default=False, server_default=text("false")),
+    Column("advanced", Boolean, nullable=False, default=False, server_default=text("false")),
+    CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+    Index("ix_status_events_outbound_id_id", "outbound_id", "id"),
+    # held statuses: waiting for the send response to record their message id
+    Index(
+        "ix_status_events_held",
+        "provider_message_id",
+        sqlite_where=text("outbound_id IS NULL"),
+        postgresql_where=text("outbound_id IS NULL"),
+    ),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("contact_id", BigInteger, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("flow_id", String(128), nullable=False),
+    Column("flow_version", String(64), nullable=False),
+    Column("state", String(16), nullable=False, default="running", server_default="running"),
+    Column("current_node", String(128), nullable=True),
+    Column("vars", JSONValue, nullable=False),
+    Column("waiting_for", String(64), nullable=True),
+    Column("step_count", Integer, nullable=False, default=0, server_default="0"),
+    Column("started_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("ended_at", UTCDateTime, nullable=True),
+    Column("end_reason", Text, nullable=True),
+    CheckConstraint(_in("state", SESSION_STATES), name="state"),
+    # at most one session that has not ended, per contact
+    Index(
+        "uq_sessions_active_contact_id",
+        "contact_id",
+        unique=True,
+        sqlite_where=text("state != 'ended'"),
+        postgresql_where=text("state != 'ended'"),
+    ),
+    Index("ix_sessions_contact_id_id", "contact_id", "id"),
+)
+
+timers = Table(
+    "timers",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("session_id", BigInteger, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=True),
+    Column("phone_number_id", String(64), nullable=False),
+    Column("contact_key", String(128), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("fire_at", UTCDateTime, nullable=False),
+    Column("payload", JSONValue, nullable=False),
+    Column("state", String(16), nullable=False, default="pending", server_default="pending"),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("fired_at", UTCDateTime, nullable=True),
+    CheckConstraint(_in("state", TIMER_STATES), name="state"),
+    Index("ix_timers_state_fire_at", "state", "fire_at"),
+    Index("ix_timers_session_id", "session_id"),
+)
