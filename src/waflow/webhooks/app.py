@@ -1,0 +1,181 @@
+"""The HTTP endpoint Meta calls: GET handshake, POST signed webhooks → inbox → 200.
+
+`WebhookReceiver` holds the configuration, the signature verifier and the group-commit
+`InboxWriter`; its `routes` mount into any Starlette/FastAPI app (the writer starts on the first
+request, and `start()` / `stop()` or `lifespan` manage it explicitly). `create_webhook_app`
+builds a standalone Starlette app around one receiver.
+
+POST, in order: size limit (413, body not read past the limit) → signature over the raw bytes
+(missing 401, malformed/wrong 403; counted and logged without the body or any secret; never
+processed) → parse (a body that does not parse is stored raw as a dead letter and answered 200)
+→ every number in the body must belong to the app whose secret signed it (403) → the events
+are written to the inbox in a group commit → 200 only once that commit is durable. The 200
+never waits for flow work or sending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from waflow.providers.cloud import WebhookParseError, parse_webhook
+from waflow.store import Store
+from waflow.store.types import utcnow
+from waflow.webhooks import metrics
+from waflow.webhooks.body import BodyTooLargeError, read_limited
+from waflow.webhooks.config import WebhookConfig
+from waflow.webhooks.persist import DeadLetterRequest, InboxRequest, WriteOutcome, WriteRequest, write_requests
+from waflow.webhooks.signature import (
+    SIGNATURE_HEADER,
+    SignatureOutcome,
+    SignatureVerifier,
+    verify_token_matches,
+)
+from waflow.webhooks.status import StatusProcessor
+from waflow.webhooks.writer import InboxWriter
+
+log = logging.getLogger("waflow.webhooks")
+
+_KEPT_HEADERS = ("content-type", "content-length", "user-agent", SIGNATURE_HEADER, "x-hub-signature")
+_OK = b"ok"
+
+
+def _text(body: str, status: int) -> Response:
+    return PlainTextResponse(body, status_code=status)
+
+
+class WebhookReceiver:
+    """The webhook endpoint's logic; mount `routes` or use `create_webhook_app`."""
+
+    def __init__(self, config: WebhookConfig, store: Store, *, path: str = "/") -> None:
+        self.config = config
+        self.store = store
+        self.path = path
+        self.verifier = SignatureVerifier(config)
+        self.writer = InboxWriter(self._commit, max_events=config.batch_max_events, linger_s=config.batch_linger_s)
+        run_processor = config.status_processor and not config.apply_statuses_inline
+        self.status_processor = StatusProcessor(store) if run_processor else None
+
+    def __repr__(self) -> str:
+        return f"WebhookReceiver(numbers={sorted(self.config.numbers)}, store={self.store!r})"
+
+    @property
+    def routes(self) -> list[Route]:
+        return [
+            Route(self.path, self.handshake, methods=["GET"]),
+            Route(self.path, self.receive, methods=["POST"]),
+        ]
+
+    async def start(self) -> None:
+        self.writer.start()
+        if self.status_processor is not None:
+            self.status_processor.start()
+
+    async def stop(self) -> None:
+        await self.writer.stop()
+        if self.status_processor is not None:
+            await self.status_processor.stop()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def _commit(self, requests: Sequence[WriteRequest]) -> list[WriteOutcome]:
+        async with self.store.begin() as conn:
+            return await write_requests(
+                self.store, conn, requests, apply_statuses=self.config.apply_statuses_inline
+            )
+
+    # -- GET: verification handshake ------------------------------------------------------
+
+    async def handshake(self, request: Request) -> Response:
+        q = request.query_params
+        if q.get("hub.mode") != "subscribe" or not verify_token_matches(self.config, q.get("hub.verify_token")):
+            metrics.HANDSHAKES.labels(result="refused").inc()
+            log.warning("webhook handshake refused (mode=%r, from %s)", q.get("hub.mode"), _peer(request))
+            return _text("Forbidden", 403)
+        challenge = q.get("hub.challenge")
+        if challenge is None:
+            metrics.HANDSHAKES.labels(result="no_challenge").inc()
+            return _text("hub.challenge is missing", 400)
+        metrics.HANDSHAKES.labels(result="ok").inc()
+        return _text(challenge, 200)
+
+    # -- POST: a signed webhook -------------------------------------------------------------
+
+    async def receive(self, request: Request) -> Response:
+        try:
+            raw = await read_limited(request, self.config.max_body_bytes)
+        except BodyTooLargeError:
+            return self._refuse(request, "too_large", 413, "Payload Too Large")
+        check = self.verifier.check(raw, request.headers.get(SIGNATURE_HEADER))
+        if check.outcome is not SignatureOutcome.OK or check.app is None:
+            status = 401 if check.outcome is SignatureOutcome.MISSING else 403
+            return self._refuse(request, check.outcome.value, status, "Unauthorized" if status == 401 else "Forbidden",
+                                size=len(raw))
+        received_at = utcnow()
+        try:
+            parsed = parse_webhook(raw)
+        except WebhookParseError as exc:
+            return await self._dead_letter(request, raw, str(exc), received_at)
+        if not self.verifier.app_serves(check.app, parsed.phone_number_ids, parsed.waba_ids):
+            return self._refuse(request, "wrong_app", 403, "Forbidden", size=len(raw))
+        try:
+            outcome = await self.writer.write(InboxRequest(parsed, received_at))
+        except Exception as exc:
+            metrics.RECEIVED.labels(result="store_error").inc()
+            log.error("webhook not stored (%s); answering 500 so Meta retries", type(exc).__name__)
+            return _text("Internal Server Error", 500)
+        metrics.RECEIVED_OK.inc()
+        if self.status_processor is not None and outcome.by_kind.get(("status", True)):
+            self.status_processor.notify()
+        for (kind, is_new), count in outcome.by_kind.items():
+            metrics.EVENTS.labels(kind=kind, result="new" if is_new else "duplicate").inc(count)
+        return Response(_OK, 200, media_type="text/plain")
+
+    async def _dead_letter(self, request: Request, raw: bytes, reason: str, received_at: Any) -> Response:
+        headers = {k: request.headers[k] for k in _KEPT_HEADERS if k in request.headers}
+        pnid = self.verifier.hinted_phone_number_id(raw)
+        try:
+            await self.writer.write(DeadLetterRequest(raw, reason, headers, pnid, received_at))
+        except Exception as exc:
+            metrics.RECEIVED.labels(result="store_error").inc()
+            log.error("dead letter not stored (%s); answering 500 so Meta retries", type(exc).__name__)
+            return _text("Internal Server Error", 500)
+        metrics.RECEIVED.labels(result="dead_letter").inc()
+        log.warning("webhook body did not parse, kept as a dead letter (%d bytes): %s", len(raw), reason[:300])
+        return Response(_OK, 200, media_type="text/plain")
+
+    def _refuse(self, request: Request, result: str, status: int, text: str, *, size: int | None = None) -> Response:
+        metrics.RECEIVED.labels(result=result).inc()
+        log.warning(
+            "webhook refused: %s (HTTP %d, %s bytes, from %s)",
+            result,
+            status,
+            size if size is not None else request.headers.get("content-length", "?"),
+            _peer(request),
+        )
+        return _text(text, status)
+
+
+def _peer(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "?"
+
+
+def create_webhook_app(config: WebhookConfig, store: Store, *, path: str = "/webhook") -> Starlette:
+    """A standalone ASGI app serving the webhook endpoint at `path` (the writer runs in its lifespan)."""
+    receiver = WebhookReceiver(config, store, path=path)
+    app = Starlette(routes=receiver.routes, lifespan=receiver.lifespan)
+    app.state.receiver = receiver
+    return app

@@ -1,0 +1,80 @@
+"""Configuration of the webhook endpoint: which numbers it serves and with which app's secrets.
+
+A deployment may serve several phone numbers of several Meta apps. Each number names the
+app secret that signs its webhooks, the verify token of the GET handshake and, optionally, its
+WhatsApp Business Account id (used to route fields that carry no phone number, such as
+`message_template_status_update`). Secrets are `SecretStr`: they never show in a repr, a log
+line or an error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024  # Meta's documented payload ceiling
+ENV_CONFIG = "WAFLOW_WEBHOOK_CONFIG"
+
+
+class NumberConfig(BaseModel):
+    """One business phone number: the app secret that signs its webhooks and its verify token."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    app_secret: SecretStr
+    verify_token: SecretStr
+    waba_id: str | None = None
+
+    @field_validator("app_secret", "verify_token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+
+class WebhookConfig(BaseModel):
+    """The endpoint's settings; `numbers` maps phone_number_id → `NumberConfig`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    numbers: dict[str, NumberConfig] = Field(min_length=1)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    # group commit: one transaction takes what arrived while the previous one committed,
+    # lingering up to `batch_linger_s` for more while it holds fewer than `batch_max_events`
+    batch_max_events: int = Field(default=5000, gt=0)
+    batch_linger_s: float = Field(default=0.0, ge=0, le=1)
+    # Delivery statuses: applied in the inbox transaction (inline) or left pending for a
+    # `StatusProcessor`. Measured (bench/webhooks_ingest.py): applying costs ~140 µs per status,
+    # ~6x the insert, so inline application caps ingest well below the goal; the default leaves
+    # them to the processor, which `create_webhook_app` runs beside the endpoint unless
+    # `status_processor` is False (e.g. when `waflow worker` processes run it).
+    apply_statuses_inline: bool = False
+    status_processor: bool = True
+
+    @classmethod
+    def single(cls, phone_number_id: str, app_secret: str, verify_token: str, **kw: Any) -> WebhookConfig:
+        """A one-number configuration."""
+        number = NumberConfig(
+            app_secret=SecretStr(app_secret), verify_token=SecretStr(verify_token), waba_id=kw.pop("waba_id", None)
+        )
+        return cls(numbers={phone_number_id: number}, **kw)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> WebhookConfig:
+        return cls.model_validate_json(text)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WebhookConfig:
+        """From `WAFLOW_WEBHOOK_CONFIG`: inline JSON, or `@/path/to/file.json`."""
+        env = os.environ if environ is None else environ
+        text = env.get(ENV_CONFIG)
+        if not text:
+            raise ValueError(f"{ENV_CONFIG} is not set")
+        if text.startswith("@"):
+            with open(text[1:], "rb") as fh:
+                return cls.from_json(fh.read())
+        return cls.from_json(text)
