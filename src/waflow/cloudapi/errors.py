@@ -121,6 +121,8 @@ ERROR_TABLE: dict[int, ErrorSpec] = {
         _spec(131057, "Account in maintenance mode", 500, RETRY,
               "Business Account is in maintenance mode.", retry_after_s=60.0),
         _spec(131062, "Business-scoped user id recipients are not supported for this message", 400, RCPT),
+        _spec(131063, "Marketing messages are disabled for this business on Cloud API", 400, PERM),
+        _spec(131064, "Messaging limit reached due to template category violations", 400, PERM),
         _spec(132000, "Number of parameters does not match the expected number of params", 400, TMPL),
         _spec(132001, "Template name does not exist in the translation", 404, TMPL),
         _spec(132005, "Translated text too long", 400, TMPL),
