@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from waflow.cli import db_cmd, demo_cmd, emulator_cmd  # noqa: F401  (they register their commands)
+from waflow.cli import db_cmd, demo_cmd, emulator_cmd, flow_cmd  # noqa: F401  (they register their commands)
 from waflow.cli.app import app
 
 

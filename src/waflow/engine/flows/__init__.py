@@ -1,0 +1,1 @@
+"""Flow definitions: the static half of the engine (models, loading, validation, expressions, drawing)."""
