@@ -232,9 +232,9 @@ async def test_redis_pair_burst_then_rate(redis_client: Redis, redis_prefix: str
 async def test_redis_pair_penalize(redis_client: Redis, redis_prefix: str) -> None:
     pair = RedisPairLimiter(redis_client, prefix=redis_prefix, interval_s=0.2, capacity=3)
     assert await pair.penalize("pn", "u1", 0) == pytest.approx(1.0, abs=0.01)  # 4^0 s
-    assert await pair.try_acquire("pn", "u1") == pytest.approx(1.0, abs=0.01)
+    assert await pair.try_acquire("pn", "u1") == pytest.approx(1.0, abs=0.1)  # less the time since the penalty
     assert await pair.penalize("pn", "u1", 1) == pytest.approx(4.0, abs=0.01)
-    assert await pair.penalize("pn", "u1", 0) == pytest.approx(4.0, abs=0.01)  # never shortened
+    assert await pair.penalize("pn", "u1", 0) == pytest.approx(4.0, abs=0.1)  # never shortened
     assert await pair.try_acquire("pn", "u2") == 0.0
 
 

@@ -80,3 +80,53 @@ async def test_writer_isolates_a_failing_request() -> None:
     results = await asyncio.gather(*(writer.write(r) for r in [*good[:2], bad, *good[2:]]), return_exceptions=True)
     assert [isinstance(r, RuntimeError) for r in results] == [False, False, True, False, False, False]
     await writer.stop()
+
+
+def test_status_payload_built_by_hand_equals_model_dump() -> None:
+    """The parser builds status events without pydantic validation (hot path): same JSON, same event."""
+    from waflow.canonical import StatusUpdate
+    from waflow.providers.cloud import parse_webhook
+
+    statuses = [
+        {"id": "wamid.A", "status": "delivered", "timestamp": "1760000051", "recipient_id": "34600111222",
+         "biz_opaque_callback_data": "wf:7", "conversation": {"id": "c1", "origin": {"type": "utility"}},
+         "pricing": {"billable": False, "category": "utility"}},
+        {"id": "wamid.B", "status": "failed", "timestamp": 1760000052, "recipient_user_id": "US.1",
+         "errors": [{"code": 131026, "title": "Undeliverable", "error_data": {"details": "x"}, "href": "h"}]},
+    ]
+    body = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"phone_number_id": PNID}, "statuses": statuses}}]}]}
+    for ev in parse_webhook(wire(body)).events:
+        assert isinstance(ev.event, StatusUpdate)
+        validated = StatusUpdate.model_validate(ev.event.model_dump())
+        assert ev.event == validated
+        assert {k: v for k, v in ev.payload.items() if k != "raw"} == validated.model_dump(mode="json")
+
+
+async def test_write_gate_lets_foreground_writers_go_first(tmp_path: object) -> None:
+    """On SQLite, writers of one process queue in-process; background ones after waiting foreground ones."""
+    from pathlib import Path
+
+    from waflow.store import Store
+    from waflow.store.testing import sqlite_url
+
+    store = Store.open(sqlite_url(Path(str(tmp_path))))
+    await store.upgrade()
+    order: list[str] = []
+
+    async def write(name: str, background: bool) -> None:
+        async with store.begin(background=background):
+            order.append(name)
+            await asyncio.sleep(0.01)
+
+    try:
+        async with store.begin():  # hold the lock while the others queue
+            tasks = [asyncio.create_task(write("bg1", True)), asyncio.create_task(write("fg1", False))]
+            await asyncio.sleep(0.01)
+            tasks.append(asyncio.create_task(write("fg2", False)))
+            await asyncio.sleep(0.01)
+            assert store.writers_waiting
+        await asyncio.gather(*tasks)
+        assert order == ["fg1", "fg2", "bg1"]
+    finally:
+        await store.close()

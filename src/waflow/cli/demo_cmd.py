@@ -1,8 +1,9 @@
-"""`waflow demo`."""
+"""`waflow demo`: the whole product on real sockets, played by simulated users."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
 import typer
 
@@ -10,8 +11,16 @@ from waflow.cli.app import app
 
 
 @app.command()
-def demo() -> None:
-    """Start the emulator and waflow, play a scripted exchange, print the transcript."""
-    from waflow.demo import run_exchange
+def demo(
+    exchange: Annotated[
+        bool, typer.Option("--exchange", help="Play the scripted exchange of every message type instead.")
+    ] = False,
+) -> None:
+    """Start the emulator and waflow serve, let four users talk to the demo shop flow, print the transcript."""
+    if exchange:
+        from waflow.demo import run_exchange
 
-    raise typer.Exit(asyncio.run(run_exchange()))
+        raise typer.Exit(asyncio.run(run_exchange()))
+    from waflow.demo import run_demo
+
+    raise typer.Exit(asyncio.run(run_demo()))

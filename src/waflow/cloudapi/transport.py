@@ -31,6 +31,7 @@ from waflow.cloudapi.exceptions import (
     CloudClientError,
     ConnectTimeout,
     ErrorInfo,
+    MessageValidationError,
     NetworkError,
     SendTimeout,
     TokenError,
@@ -211,7 +212,7 @@ class GraphTransport:
     ) -> Any:
         """Send an authenticated request and return the decoded JSON answer, or raise."""
         url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.url(path_or_url)
-        content = orjson.dumps(body) if body is not None else None
+        content = _encode_body(body) if body is not None else None
         token = await self._current_token()
         response = await self._send(method, url, token, content=content, params=params, files=files, data=data)
         if self._token_rejected(response):
@@ -371,3 +372,12 @@ def _transport_error(exc: Exception, method: str, url: str) -> Exception:
             outcome_unknown=method != "GET",
         )
     return exc
+
+
+def _encode_body(body: Mapping[str, Any]) -> bytes:
+    """The JSON request body; a value JSON cannot carry to Graph (an integer past 64 bits, a NaN
+    key, a non-string key) is the caller's mistake, refused before anything is sent."""
+    try:
+        return orjson.dumps(body)
+    except TypeError as exc:
+        raise MessageValidationError("", f"the request body cannot be sent as JSON: {exc}") from None

@@ -17,14 +17,15 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import EventKind, InboundMessage, StatusUpdate, TemplateStatusUpdate
-from waflow.store.dialect import insert, is_postgres
+from waflow.store.bulk import BulkInsert
+from waflow.store.dialect import is_postgres
 from waflow.store.tables import inbound_events
 from waflow.store.types import as_utc, utcnow
 
@@ -110,6 +111,18 @@ class NewInboundEvent:
         kind = EventKind(kind).value
         return cls(payload_dedup_key(kind, payload), kind, phone_number_id, payload, received_at, provider)
 
+    def row(self) -> InboxRow:
+        return InboxRow(
+            self.dedup_key,
+            self.kind,
+            self.provider,
+            self.phone_number_id,
+            self.contact_key,
+            self.provider_message_id,
+            orjson.dumps(self.payload).decode(),
+            self.received_at,
+        )
+
     def params(self) -> dict[str, Any]:
         return {
             "dedup_key": self.dedup_key,
@@ -123,6 +136,40 @@ class NewInboundEvent:
             "state": "pending",
             "attempts": 0,
         }
+
+
+class InboxRow(NamedTuple):
+    """An inbox row ready to write: `payload_json` is the payload already serialised (orjson).
+
+    The webhook endpoint builds these directly (one JSON encoding per event, no dict round trip);
+    `NewInboundEvent.row()` makes one from the friendlier form.
+    """
+
+    dedup_key: str
+    kind: str
+    provider: str
+    phone_number_id: str | None
+    contact_key: str | None
+    provider_message_id: str | None
+    payload_json: str
+    received_at: datetime
+
+
+_INSERT = BulkInsert(
+    inbound_events,
+    [
+        "dedup_key",
+        "kind",
+        "provider",
+        "phone_number_id",
+        "contact_key",
+        "provider_message_id",
+        "payload",
+        "received_at",
+    ],  # state and attempts: the server defaults (pending, 0)
+    conflict=["dedup_key"],
+    returning=["id", "dedup_key"],
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +193,17 @@ _COLUMNS = [inbound_events.c[name] for name in InboundEventRecord.__slots__]
 
 
 def _record(row: Any) -> InboundEventRecord:
-    return InboundEventRecord(**row._mapping)
+    return InboundEventRecord(*row)  # positional: building `row._mapping` per row cost more than the row
 
 
 class InboxRepository:
     async def insert_events(self, conn: AsyncConnection, rows: Sequence[NewInboundEvent]) -> list[int | None]:
-        """Write `rows` in one bulk `INSERT ... ON CONFLICT (dedup_key) DO NOTHING RETURNING`.
+        """Write `rows`, deduplicated by `dedup_key` (see `insert_rows`)."""
+        return await self.insert_rows(conn, [row.row() for row in rows])
+
+    async def insert_rows(self, conn: AsyncConnection, rows: Sequence[InboxRow]) -> list[int | None]:
+        """Write `rows` in one bulk `INSERT ... ON CONFLICT (dedup_key) DO NOTHING` (one statement,
+        one hop to the database thread on SQLite; see `waflow.store.bulk`).
 
         Returns, per row, the new event id, or None when its dedup key was already stored (or
         appeared earlier in `rows`).
@@ -159,18 +211,12 @@ class InboxRepository:
         if not rows:
             return []
         first: dict[str, int] = {}
-        params: list[dict[str, Any]] = []
+        unique: list[InboxRow] = []
         for index, row in enumerate(rows):
             if row.dedup_key not in first:
                 first[row.dedup_key] = index
-                params.append(row.params())
-        stmt = (
-            insert(conn, inbound_events)
-            .on_conflict_do_nothing(index_elements=["dedup_key"])
-            .returning(inbound_events.c.id, inbound_events.c.dedup_key)
-        )
-        result = await conn.execute(stmt, params)
-        ids = {key: id_ for id_, key in result}
+                unique.append(row)
+        ids = {key: id_ for id_, key in await _INSERT.run(conn, unique)}
         out: list[int | None] = [None] * len(rows)
         for key, index in first.items():
             out[index] = ids.get(key)
@@ -195,6 +241,21 @@ class InboxRepository:
         if is_postgres(conn):
             stmt = stmt.with_for_update(skip_locked=True)
         return [_record(row) for row in await conn.execute(stmt)]
+
+    async def claim_payloads(
+        self, conn: AsyncConnection, kind: EventKind | str, limit: int = 1000
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """`claim_pending` reduced to (id, payload): the lean form a bulk consumer (the status
+        processor) needs, without building a record (and parsing two timestamps) per row."""
+        stmt = (
+            select(inbound_events.c.id, inbound_events.c.payload)
+            .where(inbound_events.c.state.in_(OPEN_STATES), inbound_events.c.kind == EventKind(kind).value)
+            .order_by(inbound_events.c.id)
+            .limit(limit)
+        )
+        if is_postgres(conn):
+            stmt = stmt.with_for_update(skip_locked=True)
+        return [(row[0], row[1]) for row in await conn.execute(stmt)]
 
     async def pending_for_contact(
         self,

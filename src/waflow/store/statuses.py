@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import DeliveryStatus, ErrorDetail, StatusUpdate
+from waflow.store.bulk import BulkInsert
 from waflow.store.dialect import LOCK_CLASS_WAMID, lock_keys, locking
 from waflow.store.tables import outbound_messages, status_events
 from waflow.store.transitions import STATE_COLUMNS, MessageState
@@ -83,6 +85,23 @@ class StatusEventRecord:
 
 
 EVENT_COLUMNS = [status_events.c[name] for name in StatusEventRecord.__slots__]
+_EVENT_INSERT = BulkInsert(
+    status_events,
+    [
+        "outbound_id",
+        "provider_message_id",
+        "status",
+        "occurred_at",
+        "recorded_at",
+        "error_code",
+        "error_title",
+        "error_details",
+        "callback_data",
+        "raw",
+        "applied",
+        "advanced",
+    ],
+)
 _STATE_SELECT = [outbound_messages.c[name] for name in STATE_COLUMNS]
 
 
@@ -92,9 +111,8 @@ def error_text(error: ErrorDetail) -> str:
 
 
 def _state(row: Any) -> MessageState:
-    values = dict(row._mapping)
-    values["status"] = DeliveryStatus(values["status"])
-    return MessageState(**values)
+    # positional, in STATE_COLUMNS order (id, status, ...): cheaper than `row._mapping`
+    return MessageState(row[0], DeliveryStatus(row[1]), *row[2:])
 
 
 async def load_states(
@@ -189,11 +207,25 @@ class StatusRepository:
         return (await self.apply_many(conn, [update_], classify=classify))[0]
 
     async def apply_many(
-        self, conn: AsyncConnection, updates: Sequence[StatusUpdate], *, classify: Classifier | None = None
+        self,
+        conn: AsyncConnection,
+        updates: Sequence[StatusUpdate],
+        *,
+        classify: Classifier | None = None,
+        raw_json: Sequence[str] | None = None,
     ) -> list[AppliedResult]:
-        """Apply statuses in the given order (the inbox's); one result per update, same order."""
+        """Apply statuses in the given order (the inbox's); one result per update, same order.
+
+        Statements per call, whatever the batch size: one SELECT of the messages (plus one by
+        outbox id for callback-data matches), one bulk INSERT of the history rows, one
+        executemany UPDATE of the messages that changed. `raw_json`, when given, is each
+        update's canonical JSON (`model_dump(mode="json")`) already serialised — the inbox
+        payload the caller read — so it is not rebuilt here.
+        """
         if not updates:
             return []
+        if raw_json is not None and len(raw_json) != len(updates):
+            raise ValueError("raw_json needs one entry per update")
         await lock_keys(conn, LOCK_CLASS_WAMID, (u.message_id for u in updates))
         states: dict[str, MessageState] = {}
         for state in await load_states(conn, wamids={u.message_id for u in updates}):
@@ -223,8 +255,8 @@ class StatusRepository:
 
         now = utcnow()
         results: list[tuple[int | None, StatusOutcome, DeliveryStatus | None, DeliveryStatus | None]] = []
-        params: list[dict[str, Any]] = []
-        for u in updates:
+        rows: list[tuple[Any, ...]] = []
+        for index, u in enumerate(updates):
             at = as_utc(u.timestamp)
             error = u.errors[0] if u.errors else None
             matched = states.get(u.message_id)
@@ -236,24 +268,23 @@ class StatusRepository:
                 advanced = _apply(matched, u.status, at, error, classify)
                 outcome = StatusOutcome.ADVANCED if advanced else StatusOutcome.RECORDED
                 results.append((matched.id, outcome, matched.status, previous))
-            params.append(
-                {
-                    "outbound_id": matched.id if matched else None,
-                    "provider_message_id": u.message_id,
-                    "status": u.status.value,
-                    "occurred_at": at,
-                    "recorded_at": now,
-                    "error_code": error.code if error else None,
-                    "error_title": (error.title or error.message) if error else None,
-                    "error_details": error.details if error else None,
-                    "callback_data": u.callback_data,
-                    "raw": u.model_dump(mode="json"),
-                    "applied": matched is not None,
-                    "advanced": advanced,
-                }
+            rows.append(
+                (
+                    matched.id if matched else None,
+                    u.message_id,
+                    u.status.value,
+                    at,
+                    now,
+                    error.code if error else None,
+                    (error.title or error.message) if error else None,
+                    error.details if error else None,
+                    u.callback_data,
+                    raw_json[index] if raw_json is not None else orjson.dumps(u.model_dump(mode="json")).decode(),
+                    matched is not None,
+                    advanced,
+                )
             )
-        stmt = status_events.insert().returning(status_events.c.id, sort_by_parameter_order=True)
-        event_ids = list((await conn.execute(stmt, params)).scalars())
+        event_ids = [r[0] for r in await _EVENT_INSERT.run(conn, rows)]
         await write_states(conn, {id(s): s for s in states.values()}.values())
         return [
             AppliedResult(event_id, oid, outcome, status, previous)

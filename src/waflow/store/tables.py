@@ -166,6 +166,12 @@ outbound_messages = Table(
     Column("read_at", UTCDateTime, nullable=True),
     Column("played_at", UTCDateTime, nullable=True),
     Column("failed_at", UTCDateTime, nullable=True),
+    # revision 0002 (outbox dispatcher): why a queued row is not being sent now (tier, pair, throttled,
+    # retry, unknown_outcome, ...), how many throttling answers it got (they have their own budget), and
+    # whether the fallback template replaced it because the 24 h window was closed.
+    Column("waiting_reason", String(32), nullable=True),
+    Column("throttles", Integer, nullable=False, default=0, server_default="0"),
+    Column("fallback_used", Boolean, nullable=False, default=False, server_default=text("false")),
     CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
     CheckConstraint("to_number IS NOT NULL OR recipient_user_id IS NOT NULL", name="addressed"),
     Index(
@@ -193,6 +199,13 @@ outbound_messages = Table(
     ),
     Index("ix_outbound_messages_session_id", "session_id"),
     Index("ix_outbound_messages_campaign_id", "campaign_id"),
+    # revision 0002: rows a dispatcher holds (lease); an expired lease is a send whose outcome is unknown
+    Index(
+        "ix_outbound_messages_claimed_until",
+        "claimed_until",
+        sqlite_where=text("claimed_until IS NOT NULL"),
+        postgresql_where=text("claimed_until IS NOT NULL"),
+    ),
 )
 
 send_attempts = Table(
@@ -282,4 +295,104 @@ timers = Table(
     CheckConstraint(_in("state", TIMER_STATES), name="state"),
     Index("ix_timers_state_fire_at", "state", "fire_at"),
     Index("ix_timers_session_id", "session_id"),
+)
+
+CAMPAIGN_STATES = ("running", "paused", "done", "cancelled")
+
+# revision 0002: bulk sends. One outbound row per contact carries `campaign_id`; counts by status are
+# read from those rows. A paused campaign's rows are not claimed by the dispatcher.
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("phone_number_id", String(64), nullable=False),
+    Column("template", String(512), nullable=False),
+    Column("language", String(32), nullable=False),
+    Column("params", JSONValue, nullable=False),
+    Column("status", String(16), nullable=False, default="running", server_default="running"),
+    Column("total", Integer, nullable=False, default=0, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("finished_at", UTCDateTime, nullable=True),
+    CheckConstraint(_in("status", CAMPAIGN_STATES), name="status"),
+    Index("ix_campaigns_status", "status"),
+)
+
+# revision 0002: the message templates of each WABA, synced from GET /{waba}/message_templates, so that a
+# template send is checked (exists, approved, parameters) before it leaves.
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("waba_id", String(64), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("language", String(32), nullable=False),
+    Column("template_id", String(64), nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("category", String(32), nullable=True),
+    Column("parameter_format", String(16), nullable=True),
+    Column("components", JSONValue, nullable=False),
+    Column("synced_at", UTCDateTime, nullable=False, default=utcnow),
+    Index("uq_templates_waba_id_name_language", "waba_id", "name", "language", unique=True),
+)
+
+# revision 0003 (flow engine): deployed flow versions — immutable; `content_hash` is the SHA-256 of the canonical
+# definition (`waflow.engine.flows.versions.flow_hash`), `version` counts 1, 2, ... per flow; one active per flow.
+flow_versions = Table(
+    "flow_versions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("flow_id", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("definition", JSONValue, nullable=False),
+    Column("deployed_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("active", Boolean, nullable=False, default=False, server_default=text("false")),
+    Index("uq_flow_versions_flow_id_version", "flow_id", "version", unique=True),
+    Index("uq_flow_versions_flow_id_content_hash", "flow_id", "content_hash", unique=True),
+    Index(
+        "uq_flow_versions_active_flow_id",
+        "flow_id",
+        unique=True,
+        sqlite_where=text("active"),
+        postgresql_where=text("active"),
+    ),
+)
+
+# revision 0003: the engine's private session state (call stack, retries, timer tokens), the last step error,
+# and when an idle (waiting / handoff) session expires.
+sessions.append_column(Column("runtime", JSONValue, nullable=True))
+sessions.append_column(Column("last_error", Text, nullable=True))
+sessions.append_column(Column("expires_at", UTCDateTime, nullable=True))
+Index(
+    "ix_sessions_expires_at",
+    sessions.c.expires_at,
+    sqlite_where=text("state IN ('waiting', 'handoff')"),
+    postgresql_where=text("state IN ('waiting', 'handoff')"),
+)
+Index(
+    "ix_sessions_running_updated_at",
+    sessions.c.updated_at,
+    sqlite_where=text("state = 'running'"),
+    postgresql_where=text("state = 'running'"),
+)
+
+# revision 0003: when the engine took note of a failed outbound message of a session (`on_failed` routing).
+outbound_messages.append_column(Column("engine_seen_at", UTCDateTime, nullable=True))
+_FAILED_UNSEEN = "status = 'failed' AND session_id IS NOT NULL AND engine_seen_at IS NULL"
+Index(
+    "ix_outbound_messages_failed_unseen",
+    outbound_messages.c.id,
+    sqlite_where=text(_FAILED_UNSEEN),
+    postgresql_where=text(_FAILED_UNSEEN),
+)
+
+# revision 0003: the engine's queue — open user messages and engine events (`engine:*` dedup keys), in id order.
+ENGINE_OPEN_EVENTS = "state IN ('pending', 'failed') AND (kind = 'message' OR dedup_key LIKE 'engine:%')"
+Index(
+    "ix_inbound_events_engine_open",
+    inbound_events.c.id,
+    sqlite_where=text(ENGINE_OPEN_EVENTS),
+    postgresql_where=text(ENGINE_OPEN_EVENTS),
 )

@@ -14,12 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import ContactRef, EventKind, InboundMessage, StatusUpdate
 from waflow.providers.cloud import ParsedEvent, ParsedWebhook
 from waflow.store import Store
-from waflow.store.inbox import NewInboundEvent
+from waflow.store.inbox import InboxRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +60,17 @@ class WriteOutcome:
     by_kind: dict[tuple[str, bool], int] = field(default_factory=dict)  # (kind, new) → count
 
 
-def _row(ev: ParsedEvent, received_at: datetime) -> NewInboundEvent:
-    return NewInboundEvent(
-        dedup_key=ev.dedup_key,
-        kind=ev.kind.value,
-        phone_number_id=ev.phone_number_id,  # None for WABA-level fields (template updates, account, ...)
-        payload=ev.payload,
-        received_at=received_at,
-        provider=ev.provider,
-        contact_key=ev.contact_key,
-        provider_message_id=ev.provider_message_id,
+def _row(ev: ParsedEvent, received_at: datetime) -> InboxRow:
+    # the payload is serialised once, here, straight from the parser's JSON-ready dict
+    return InboxRow(
+        ev.dedup_key,
+        ev.kind.value,
+        ev.provider,
+        ev.phone_number_id,  # None for WABA-level fields (template updates, account, ...)
+        ev.contact_key,
+        ev.provider_message_id,
+        orjson.dumps(ev.payload).decode(),
+        received_at,
     )
 
 
@@ -77,7 +79,7 @@ async def write_requests(
 ) -> list[WriteOutcome]:
     """Write `requests` on `conn` (one open transaction); one outcome per request, in order."""
     outcomes = [WriteOutcome() for _ in requests]
-    rows: list[NewInboundEvent] = []
+    rows: list[InboxRow] = []
     owners: list[tuple[int, ParsedEvent]] = []
     seen: set[str] = set()
     for i, request in enumerate(requests):
@@ -100,7 +102,7 @@ async def write_requests(
             owners.append((i, ev))
     if not rows:
         return outcomes
-    ids = await store.inbox.insert_events(conn, rows)
+    ids = await store.inbox.insert_rows(conn, rows)
     statuses: list[StatusUpdate] = []
     applied_ids: list[int] = []
     contacts: dict[tuple[str, str], tuple[ContactRef, datetime]] = {}

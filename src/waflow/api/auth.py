@@ -1,0 +1,38 @@
+"""Bearer API keys: the presented key is hashed and compared in constant time with every configured hash."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from waflow.api.context import ApiContext
+from waflow.api.errors import ApiError
+
+_bearer = HTTPBearer(auto_error=False, description="an admin API key from `api.keys`")
+
+
+def key_matches(presented: str, hashes: list[str] | tuple[str, ...]) -> bool:
+    digest = "sha256:" + hashlib.sha256(presented.encode("utf-8", "surrogatepass")).hexdigest()
+    found = False
+    for stored in hashes:  # no early exit: the time does not tell which key matched
+        found |= hmac.compare_digest(digest, stored)
+    return found
+
+
+def context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.api
+    return ctx
+
+
+async def require_key(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+) -> None:
+    """401 without a key or with a wrong one (same answer for both)."""
+    ctx = context(request)
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(401, "unauthorized", "an API key is required: Authorization: Bearer <key>")
+    if not key_matches(credentials.credentials, tuple(ctx.key_hashes)):
+        raise ApiError(401, "unauthorized", "the API key is not valid")

@@ -1,0 +1,82 @@
+"""`EngineConfig`: what a deployment tunes — global commands, the step limit, timeouts, the HTTP allow-list."""
+
+from __future__ import annotations
+
+import enum
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class CommandAction(enum.StrEnum):
+    OPT_OUT = "opt_out"  # no more business-initiated messages; the session ends
+    OPT_IN = "opt_in"  # undo an opt-out
+    HANDOFF = "handoff"  # a human takes over the conversation
+    RESTART = "restart"  # end the session and route the message as a first message
+    END = "end"  # end the session, nothing else
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: CommandAction
+    reply: str | None = Field(None, description="text sent back (a template over contact/vars/message)")
+
+
+def default_commands() -> dict[str, Command]:
+    return {
+        "stop": Command(
+            action=CommandAction.OPT_OUT,
+            reply="You will not receive messages from us any more. Send START to subscribe again.",
+        ),
+        "start": Command(action=CommandAction.OPT_IN, reply="Welcome back: you will receive our messages again."),
+        "agent": Command(action=CommandAction.HANDOFF, reply="A person will answer you shortly."),
+        "restart": Command(action=CommandAction.RESTART),
+    }
+
+
+class EngineConfig(BaseModel):
+    """How the engine runs; the defaults suit one embedded process on SQLite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    commands: dict[str, Command] = Field(
+        default_factory=default_commands,
+        description="global commands: a whole message equal to the word (trimmed, case-insensitive), "
+        "checked before flow routing",
+    )
+    step_limit: int = Field(50, ge=1, le=10_000, description="non-waiting nodes per event before 'loop'")
+    max_call_depth: int = Field(10, ge=1, le=100, description="nested sub-flows")
+    session_timeout: timedelta = Field(timedelta(hours=24), description="idle session lifetime (flows may override)")
+    stale_after: timedelta = Field(
+        timedelta(seconds=60), description="a session 'running' longer than this is recovered"
+    )
+    http_allow_hosts: frozenset[str] = Field(
+        default_factory=frozenset,
+        description="hosts / IPs an http node may reach even when they resolve to private or loopback addresses "
+        "(the cloud metadata address is refused always)",
+    )
+    http_max_attempts: int = Field(3, ge=1, le=10, description="tries of one http node across crash recoveries")
+    http_max_response_bytes: int = Field(1_000_000, ge=1_024)
+    http_concurrency: int = Field(32, ge=1, le=1_000)
+    batch_size: int = Field(200, ge=1, le=10_000, description="events claimed per round")
+    concurrency: int = Field(8, ge=1, le=256, description="contacts processed at once (PostgreSQL)")
+    poll_interval: float = Field(0.05, gt=0, le=10)
+    max_event_attempts: int = Field(5, ge=1, le=100, description="an event failing this often becomes dead")
+
+    @field_validator("commands")
+    @classmethod
+    def _fold_words(cls, value: dict[str, Command]) -> dict[str, Command]:
+        return {word.strip().casefold(): command for word, command in value.items() if word.strip()}
+
+    @field_validator("http_allow_hosts")
+    @classmethod
+    def _fold_hosts(cls, value: frozenset[str]) -> frozenset[str]:
+        return frozenset(host.strip().lower().strip("[]") for host in value)
+
+    def command_for(self, text: str | None) -> tuple[str, Command] | None:
+        if not text:
+            return None
+        word = text.strip().casefold()
+        command = self.commands.get(word)
+        return (word, command) if command is not None else None

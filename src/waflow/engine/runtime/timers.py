@@ -1,0 +1,127 @@
+"""`TimerScheduler`: turns due timers and expired sessions into engine events for the worker.
+
+A due timer becomes the inbox event `engine:timer:<timer id>` of its contact and is marked fired,
+in one transaction (PostgreSQL: timers claimed `FOR UPDATE SKIP LOCKED`, so several schedulers never
+fire one twice; the dedup key makes a second insert a no-op anyway). The worker applies it in the
+contact's order, like a message. Timers are rows: a restart loses none, and after a restart each
+fires once. Idle sessions past `expires_at` become `engine:expire:<session id>:<expiry>` events.
+
+The clock is injectable (`clock=`), so tests move time without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+
+from sqlalchemy import select, text
+
+from waflow.engine.runtime import events
+from waflow.engine.runtime.worker import Clock
+from waflow.store import Store
+from waflow.store.dialect import is_postgres
+from waflow.store.inbox import NewInboundEvent
+from waflow.store.tables import contacts, sessions
+from waflow.store.timers import TimerRepository
+from waflow.store.types import utcnow
+
+log = logging.getLogger(__name__)
+timers = TimerRepository()
+
+
+class TimerScheduler:
+    def __init__(self, store: Store, *, clock: Clock = utcnow, interval: float = 0.2, batch: int = 500) -> None:
+        self.store = store
+        self.clock = clock
+        self.interval = interval
+        self.batch = batch
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self.fired = 0
+
+    async def __aenter__(self) -> TimerScheduler:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self.run(), name="waflow-timer-scheduler")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                count = await self.tick()
+            except Exception:
+                log.exception("timer tick failed")
+                count = 0
+            if count == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.interval)
+
+    async def tick(self, now: datetime | None = None) -> int:
+        """Fire what is due at `now` (default: the clock); returns the number of events written."""
+        now = now or self.clock()
+        return await self.fire_timers(now) + await self.expire_sessions(now)
+
+    async def fire_timers(self, now: datetime) -> int:
+        async with self.store.begin() as conn:
+            due = await timers.due(conn, now, self.batch)
+            if not due:
+                return 0
+            await events.add(
+                conn,
+                [
+                    events.engine_event(
+                        f"timer:{t.id}",
+                        t.phone_number_id,
+                        t.contact_key,
+                        {"timer_id": t.id, "session_id": t.session_id, "kind": t.kind, **t.payload},
+                        now,
+                    )
+                    for t in due
+                ],
+            )
+            await timers.mark_fired(conn, [t.id for t in due], now)
+        self.fired += len(due)
+        return len(due)
+
+    async def expire_sessions(self, now: datetime) -> int:
+        async with self.store.begin() as conn:
+            stmt = (
+                select(sessions.c.id, sessions.c.expires_at, contacts.c.phone_number_id, contacts.c.contact_key)
+                .join(contacts, contacts.c.id == sessions.c.contact_id)
+                .where(text("sessions.state IN ('waiting', 'handoff')"), sessions.c.expires_at <= now)
+                .order_by(sessions.c.expires_at)
+                .limit(self.batch)
+            )
+            if is_postgres(conn):
+                stmt = stmt.with_for_update(of=sessions, skip_locked=True)
+            rows = list(await conn.execute(stmt))
+            if not rows:
+                return 0
+            batch: list[NewInboundEvent] = [
+                events.engine_event(
+                    f"expire:{r.id}:{int(r.expires_at.timestamp())}",
+                    r.phone_number_id,
+                    r.contact_key,
+                    {"session_id": r.id},
+                    now,
+                )
+                for r in rows
+            ]
+            ids = await events.add(conn, batch)
+        return sum(1 for i in ids if i is not None)

@@ -1,0 +1,456 @@
+"""`EngineWorker`: takes the inbox's message events (and the engine's own events) and runs the flows.
+
+Order and exactly-once:
+
+- Events of one contact are applied strictly in inbox id order; the contact row is the lock
+  (PostgreSQL: `FOR UPDATE SKIP LOCKED` — a contact another worker holds is skipped this round, so
+  several workers share the load without ever interleaving one contact). SQLite has one writer.
+- Applying an event, the session's new state, every outbound row and timer, and the event's `done`
+  are one transaction; a done event is never selected again, and a redelivered webhook was already
+  dropped by the inbox's dedup key.
+- On SQLite one transaction carries a whole batch of contacts (fast group commit); if anything in
+  it fails unexpectedly, the batch is rolled back and replayed one event per transaction, so the
+  failing event alone is marked failed (retried later, in order; `dead` after `max_event_attempts`)
+  and the contact's later events wait behind it.
+
+HTTP nodes: the session is committed as `running` at the node (waiting for `http`), the call is
+made outside any transaction, and the answer is applied in a new transaction. A crash in between
+leaves the session `running`; after `stale_after` it is recovered by making the call again — so an
+http node's request is delivered at least once, not exactly once (use idempotency keys upstream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from waflow.canonical import InboundMessage
+from waflow.engine.flows.expressions import ExpressionEngine, default_engine
+from waflow.engine.runtime import events, http_guard
+from waflow.engine.runtime.batch import AlreadyApplied, load_batch, mark_done, write_batch
+from waflow.engine.runtime.config import EngineConfig
+from waflow.engine.runtime.contacts import ContactBusy, lock_contact, lock_contact_id
+from waflow.engine.runtime.deploy import FlowCatalog
+from waflow.engine.runtime.dispatch import BLOCKED, Dispatcher
+from waflow.engine.runtime.session import Machine
+from waflow.engine.runtime.state import SessionBook, load_active
+from waflow.engine.runtime.turn import HttpJob, Turn, flush_outbox
+from waflow.store import Store
+from waflow.store.contacts import ContactRecord
+from waflow.store.dialect import is_postgres
+from waflow.store.inbox import InboundEventRecord, InboxRepository
+from waflow.store.tables import ENGINE_OPEN_EVENTS, inbound_events, outbound_messages, sessions
+from waflow.store.types import utcnow
+
+log = logging.getLogger(__name__)
+inbox = InboxRepository()
+_EVENT_COLUMNS = [inbound_events.c[name] for name in InboundEventRecord.__slots__]
+_ENGINE_OPEN = text(ENGINE_OPEN_EVENTS)
+
+Clock = Callable[[], datetime]
+GroupKey = tuple[str, str]
+
+
+def _event(row: Any) -> InboundEventRecord:
+    return InboundEventRecord(**row._mapping)
+
+
+class EngineWorker:
+    """Runs flows for the inbox's events. `async with EngineWorker(store) as worker:` runs it in the background;
+    `await worker.run_once()` does one round (tests, benchmarks)."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: EngineConfig | None = None,
+        *,
+        clock: Clock = utcnow,
+        expressions: ExpressionEngine | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        catalog: FlowCatalog | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config or EngineConfig()
+        self.clock = clock
+        self.catalog = catalog or FlowCatalog()
+        self.machine = Machine(self.config, self.catalog, expressions or default_engine)
+        self.dispatcher = Dispatcher(self.machine)
+        self._http_client = http_client
+        self._own_client = http_client is None
+        self._http_tasks: set[asyncio.Task[None]] = set()
+        self._http_slots = asyncio.Semaphore(self.config.http_concurrency)
+        self._busy: set[GroupKey] = set()  # contacts with an HTTP call of this worker in flight
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._last_maintenance = 0.0
+        self.processed = 0
+
+    # --- lifecycle ---
+
+    async def __aenter__(self) -> EngineWorker:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self.run(), name="waflow-engine-worker")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for task in list(self._http_tasks):
+            task.cancel()
+        if self._http_tasks:
+            await asyncio.gather(*self._http_tasks, return_exceptions=True)
+        if self._own_client and self._http_client is not None:
+            await self._http_client.aclose()
+            self._http_client = None
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                count = await self.run_once()
+            except Exception:  # a database hiccup: log, back off, go on
+                log.exception("engine round failed")
+                count = 0
+            if count == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.config.poll_interval)
+
+    async def run_until_idle(self, timeout: float = 10.0) -> int:  # noqa: ASYNC109
+        """Rounds until nothing is left to do (no event applied, no HTTP call in flight); returns events applied."""
+        total = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            count = await self.run_once()
+            total += count
+            if count == 0:
+                if not self._http_tasks:
+                    return total
+                await asyncio.wait(list(self._http_tasks), timeout=max(0.0, deadline - loop.time()))
+        return total
+
+    # --- one round ---
+
+    async def run_once(self) -> int:
+        """Apply what is queued (one batch); returns how many events were applied."""
+        await self._maintenance()
+        if self.store.dialect == "sqlite":
+            return await self._round_single()
+        return await self._round_concurrent()
+
+    async def _candidates(self, conn: AsyncConnection) -> list[InboundEventRecord]:
+        stmt = select(*_EVENT_COLUMNS).where(_ENGINE_OPEN).order_by(inbound_events.c.id).limit(self.config.batch_size)
+        return [_event(row) for row in await conn.execute(stmt)]
+
+    @staticmethod
+    def _group(rows: list[InboundEventRecord]) -> dict[GroupKey, list[InboundEventRecord]]:
+        groups: dict[GroupKey, list[InboundEventRecord]] = {}
+        for row in rows:
+            groups.setdefault((row.phone_number_id or "", row.contact_key or ""), []).append(row)
+        return groups
+
+    async def _round_single(self) -> int:
+        """SQLite: one transaction for the batch; on an unexpected error, replay event by event."""
+        jobs: list[HttpJob] = []
+        groups: dict[GroupKey, list[InboundEventRecord]] = {}
+        try:
+            async with self.store.begin() as conn:
+                await self.catalog.refresh(conn)  # in the round's transaction: no deploy slips in between
+                batch = await load_batch(conn, self.config.batch_size)  # events + contacts + sessions: 1 statement
+                groups = self._group(batch.events)
+                if not groups:
+                    return 0
+                now = self.clock()
+                book = SessionBook(batch.sessions)
+                done: list[int] = []
+                outgoing: list[dict[str, Any]] = []
+                for key, rows in groups.items():
+                    if key in self._busy:
+                        continue
+                    done += await self._apply_group(conn, key, rows, now, jobs, outgoing, skip_locked=False,
+                                                    book=book, contact=batch.contacts.get(key))  # fmt: skip
+                await write_batch(conn, book, outgoing, done, now)  # SQLite: one hand-off to its thread
+        except Exception:
+            log.exception("engine batch failed; replaying it one event at a time")
+            return await self._replay(list(groups))
+        self._spawn(jobs)
+        self.processed += len(done)
+        return len(done)
+
+    async def _round_concurrent(self) -> int:
+        """PostgreSQL: contacts in parallel, each in its own transaction under its row lock."""
+        async with self.store.read() as conn:
+            await self.catalog.refresh(conn)
+            groups = [key for key in self._group(await self._candidates(conn)) if key not in self._busy]
+        if not groups:
+            return 0
+        slots = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(key: GroupKey) -> int:
+            async with slots:
+                return await self._contact_round(key)
+
+        counts = await asyncio.gather(*(one(key) for key in groups))
+        return sum(counts)
+
+    async def _contact_round(self, key: GroupKey) -> int:
+        jobs: list[HttpJob] = []
+        try:
+            async with self.store.begin() as conn:
+                now = self.clock()
+                outgoing: list[dict[str, Any]] = []
+                book = SessionBook()
+                done = await self._apply_group(conn, key, None, now, jobs, outgoing, skip_locked=True, book=book)
+                await write_batch(conn, book, outgoing, done, now)
+        except Exception:
+            log.exception("engine events of contact %s failed; replaying one at a time", key[1])
+            return await self._replay([key])
+        self._spawn(jobs)
+        self.processed += len(done)
+        return len(done)
+
+    async def _contact_events(self, conn: AsyncConnection, key: GroupKey) -> list[InboundEventRecord]:
+        stmt = (
+            select(*_EVENT_COLUMNS)
+            .where(inbound_events.c.phone_number_id == key[0], inbound_events.c.contact_key == key[1], _ENGINE_OPEN)
+            .order_by(inbound_events.c.id)
+            .limit(self.config.batch_size)
+        )
+        return [_event(row) for row in await conn.execute(stmt)]
+
+    async def _apply_group(
+        self,
+        conn: AsyncConnection,
+        key: GroupKey,
+        rows: list[InboundEventRecord] | None,
+        now: datetime,
+        jobs: list[HttpJob],
+        outgoing: list[dict[str, Any]],
+        *,
+        skip_locked: bool,
+        book: SessionBook,
+        contact: ContactRecord | None = None,
+    ) -> list[int]:
+        """Apply one contact's events in order until one is blocked; returns the ids applied.
+
+        `rows` None: read the contact's open events after taking its lock (PostgreSQL: what another worker
+        applied before we got the lock is done by then, so it is not read again). `contact`: the contact as
+        the batch's transaction already read it (SQLite, where the transaction is the lock).
+        """
+        if contact is None:
+            try:
+                contact = await lock_contact(conn, key[0], key[1], skip_locked=skip_locked, message=None)
+            except ContactBusy:
+                return []
+        if rows is None:
+            rows = await self._contact_events(conn, key)
+        if not rows:
+            return []
+        if contact is None and rows[0].kind == "message":
+            first = InboundMessage.model_validate(rows[0].payload)
+            contact = await lock_contact(conn, key[0], key[1], skip_locked=False, message=first)
+        if contact is None:  # an engine event for a contact that does not exist: nothing to do
+            return [row.id for row in rows]
+        done: list[int] = []
+        for row in rows:
+            turn = self._turn(conn, now, contact, outgoing, book)
+            if await self.dispatcher.apply(turn, row) == BLOCKED:
+                jobs.extend(turn.http_jobs)
+                break
+            jobs.extend(turn.http_jobs)
+            done.append(row.id)
+            if turn.contact_changed:
+                contact = await lock_contact_id(conn, contact.id) or contact
+            if turn.http_jobs:
+                break  # the session now waits for its HTTP call: later events wait behind it
+        return done
+
+    def _turn(
+        self,
+        conn: AsyncConnection,
+        now: datetime,
+        contact: ContactRecord,
+        outgoing: list[dict[str, Any]],
+        book: SessionBook | None = None,
+    ) -> Turn:
+        return Turn(conn, now, contact, self.config, self.catalog, self.machine.expressions, outgoing=outgoing,
+                    book=book)  # fmt: skip
+
+    async def _replay(self, keys: list[GroupKey]) -> int:
+        """Event by event, each in its own transaction; the first failing event of a contact is marked failed."""
+        applied = 0
+        for key in keys:
+            while True:
+                jobs: list[HttpJob] = []
+                failed: InboundEventRecord | None = None
+                try:
+                    async with self.store.begin() as conn:
+                        now = self.clock()
+                        await lock_contact(conn, key[0], key[1], skip_locked=False, message=None)
+                        rows = (await self._contact_events(conn, key))[:1]
+                        if not rows:
+                            break
+                        failed = rows[0]
+                        outgoing: list[dict[str, Any]] = []
+                        book = SessionBook()
+                        done = await self._apply_group(conn, key, rows, now, jobs, outgoing, skip_locked=False,
+                                                       book=book)  # fmt: skip
+                        await write_batch(conn, book, outgoing, done, now)
+                except Exception as exc:
+                    log.exception("engine event %s failed", failed.id if failed else "?")
+                    if failed is not None:
+                        async with self.store.begin() as conn:
+                            await inbox.mark_failed(conn, failed.id, f"{type(exc).__name__}: {exc}"[:2000],
+                                                    max_attempts=self.config.max_event_attempts)  # fmt: skip
+                    break
+                self._spawn(jobs)
+                applied += len(done)
+                if not done:
+                    break
+        self.processed += applied
+        return applied
+
+    # --- HTTP calls of http nodes ---
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http_client is None:
+            self._http_client = httpx.AsyncClient()
+        return self._http_client
+
+    def _spawn(self, jobs: list[HttpJob]) -> None:
+        for job in jobs:
+            self._busy.add((job.phone_number_id, job.contact_key))
+            task = asyncio.create_task(self._http(job))
+            self._http_tasks.add(task)
+            task.add_done_callback(self._http_tasks.discard)
+
+    async def _http(self, job: HttpJob) -> None:
+        key = (job.phone_number_id, job.contact_key)
+        jobs: list[HttpJob] = []
+        try:
+            async with self._http_slots:
+                response = await http_guard.call(
+                    self._client(),
+                    job.request,
+                    allow_hosts=self.config.http_allow_hosts,
+                    max_bytes=self.config.http_max_response_bytes,
+                )
+            async with self.store.begin() as conn:
+                contact = await lock_contact_id(conn, job.contact_id)
+                if contact is not None:
+                    turn = self._turn(conn, self.clock(), contact, [])
+                    await self.dispatcher.on_http_result(turn, job, response)
+                    await flush_outbox(conn, turn.outgoing)
+                    jobs = turn.http_jobs
+        except Exception:
+            log.exception("http node %s of session %s failed; the session will be recovered", job.node_id,
+                          job.session_id)  # fmt: skip
+        finally:
+            self._busy.discard(key)
+        self._spawn(jobs)
+
+    # --- maintenance: delivery failures, stuck sessions ---
+
+    async def _maintenance(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_maintenance < self.config.poll_interval:
+            return
+        self._last_maintenance = loop.time()
+        await self.collect_failures()
+        await self.recover_stale()
+
+    async def collect_failures(self) -> int:
+        """Turn failed outbound messages of sessions into `failed:<outbox id>` events (the `on_failed` path)."""
+        async with self.store.begin() as conn:
+            stmt = (
+                select(
+                    outbound_messages.c.id,
+                    outbound_messages.c.session_id,
+                    outbound_messages.c.node_id,
+                    outbound_messages.c.phone_number_id,
+                    outbound_messages.c.contact_key,
+                    outbound_messages.c.error_code,
+                    outbound_messages.c.error_text,
+                )
+                .where(text("status = 'failed' AND session_id IS NOT NULL AND engine_seen_at IS NULL"))
+                .order_by(outbound_messages.c.id)
+                .limit(500)
+            )
+            if is_postgres(conn):
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = list(await conn.execute(stmt))
+            if not rows:
+                return 0
+            now = self.clock()
+            await events.add(
+                conn,
+                [
+                    events.engine_event(
+                        f"failed:{r.id}",
+                        r.phone_number_id,
+                        r.contact_key,
+                        {
+                            "outbound_id": r.id,
+                            "session_id": r.session_id,
+                            "node_id": r.node_id,
+                            "error_code": r.error_code,
+                            "error_text": r.error_text,
+                        },
+                        now,
+                    )
+                    for r in rows
+                ],
+            )
+            await conn.execute(
+                update(outbound_messages)
+                .where(outbound_messages.c.id.in_([r.id for r in rows]))
+                .values(engine_seen_at=now)
+            )
+            return len(rows)
+
+    async def recover_stale(self) -> int:
+        """Sessions left `running` longer than `stale_after` (a crash during an HTTP call): retry or end them."""
+        now = self.clock()
+        async with self.store.read() as conn:
+            stmt = (
+                select(sessions.c.id, sessions.c.contact_id)
+                .where(text("state = 'running'"), sessions.c.updated_at < now - self.config.stale_after)
+                .limit(100)
+            )
+            stale = list(await conn.execute(stmt))
+        recovered = 0
+        for session_id, contact_id in stale:
+            jobs: list[HttpJob] = []
+            async with self.store.begin() as conn:
+                contact = await lock_contact_id(conn, contact_id)
+                session = await load_active(conn, contact_id, lock=True) if contact else None
+                if contact is None or session is None or session.id != session_id or session.state != "running":
+                    continue
+                turn = self._turn(conn, self.clock(), contact, [])
+                await self.dispatcher.recover(turn, session)
+                await flush_outbox(conn, turn.outgoing)
+                jobs = turn.http_jobs
+                recovered += 1
+            self._spawn(jobs)
+        return recovered
+
+
+__all__ = ["AlreadyApplied", "EngineWorker", "mark_done"]

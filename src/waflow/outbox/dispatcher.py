@@ -1,0 +1,361 @@
+"""`OutboxDispatcher`: claims due outbound rows, enforces limits and the 24 h window, sends, records.
+
+One loop claims rows (`claim_due`: only the head of each recipient's queue, leased with `claimed_by` /
+`claimed_until`; PostgreSQL `FOR UPDATE SKIP LOCKED`), one task per claimed row sends it (at most
+`concurrency` at once), and the `Recorder` commits outcomes in batches. Since a recipient's next row is
+claimable only once the previous one is accepted or failed for good (committed), messages to one
+recipient leave strictly in enqueue order while different recipients go in parallel.
+
+Per claimed row, in order: unknown-outcome budget → 24 h window (fallback template or fail 131047) →
+template check against the `templates` cache → messaging tier (business-initiated only; `waiting_reason
+'tier'`) → pair limiter (skip the recipient, `'pair'`) → throughput limiter (sleep until the slot; shared
+through Redis across processes) → send with `biz_opaque_callback_data = wf:<id>` → outcome (see `retry`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from waflow.canonical import OutboundMessage
+from waflow.cloudapi.client import CloudAPIClient
+from waflow.cloudapi.errors import THROTTLING_CODES
+from waflow.cloudapi.exceptions import CloudAPIError, CloudClientError
+from waflow.outbox import metrics
+from waflow.outbox.limits import Limiters, make_limiters
+from waflow.outbox.recorder import Accepted, Attempt, Failed, Outcome, Recorder, Requeue
+from waflow.outbox.retry import PAIR_RATE_CODE, RetryPolicy, Verdict, classify_code
+from waflow.outbox.templates import TemplateCache
+from waflow.outbox.window import check_window
+from waflow.store import Store, build_callback_data, utcnow
+from waflow.store.campaigns import CampaignRepository
+from waflow.store.outbox import ClaimedRow
+
+log = logging.getLogger("waflow.outbox")
+
+
+def _default_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class DispatcherConfig:
+    rate_per_s: float = 80.0  # messages/s per phone number, all processes together (80 default, ≤ 1,000)
+    concurrency: int = 64  # rows in flight in this process
+    claim_batch: int = 128
+    lease_s: float = 60.0  # must exceed the longest send (throughput wait + client timeout)
+    poll_s: float = 0.1  # idle claim interval
+    enforce_window: bool = True
+    tier_limit: int | None = None  # distinct business-initiated recipients per moving 24 h; None = unlimited
+    tier_scope: str | None = None  # tier counted per this key (portfolio id); default: the phone number id
+    tier_recheck_s: float = 60.0
+    check_templates: bool = True
+    strict_throughput: bool = False  # True: never bunch sends after a late wake-up, at the cost of throughput
+    maintenance_s: float = 1.0
+    dispatcher_id: str = field(default_factory=_default_id)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    row: ClaimedRow
+    last_inbound_at: datetime | None
+
+
+class OutboxDispatcher:
+    """Sends the outbox of one or more business numbers (one `CloudAPIClient` each).
+
+    ```python
+    async with OutboxDispatcher(store, client, limiters=make_limiters(redis_url)).running():
+        ...  # rows enqueued with store.outbox.enqueue(...) are sent
+    ```
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        client: CloudAPIClient | Mapping[str, CloudAPIClient],
+        *,
+        limiters: Limiters | None = None,
+        config: DispatcherConfig | None = None,
+        templates: Mapping[str, TemplateCache] | None = None,
+    ) -> None:
+        self.store = store
+        self.clients: dict[str, CloudAPIClient] = (
+            {client.phone_number_id: client} if isinstance(client, CloudAPIClient) else dict(client)
+        )
+        self.limiters = limiters or make_limiters(None)
+        self.config = config or DispatcherConfig()
+        if not 0 < self.config.rate_per_s <= 1000:
+            raise ValueError("rate_per_s must be in (0, 1000]")
+        self.claimer = self.config.dispatcher_id
+        self.recorder = Recorder(store, self.claimer)
+        if templates is not None:
+            self.templates: dict[str, TemplateCache] = dict(templates)
+        else:
+            self.templates = {
+                number: TemplateCache(store, c, c.waba_id)
+                for number, c in self.clients.items()
+                if c.waba_id and self.config.check_templates
+            }
+        self._wake = asyncio.Event()
+        self.recorder.on_commit.append(self._wake)
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._last_recover = -1e18
+        self._last_maintenance = -1e18
+        self.sent = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.recorder.start()
+        for number, cache in self.templates.items():
+            try:
+                await cache.sync()
+            except CloudClientError as exc:  # keep going: a miss re-syncs later
+                log.warning("template sync for %s failed: %s", number, exc)
+        self._loop_task = asyncio.get_running_loop().create_task(self._claim_loop(), name="waflow-outbox-claim")
+
+    async def stop(self) -> None:
+        """Stop claiming, let in-flight sends finish, commit their outcomes."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.recorder.stop()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[OutboxDispatcher]:
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()
+
+    def notify(self) -> None:
+        """Rows were enqueued: claim now instead of at the next poll."""
+        self._wake.set()
+
+    async def drain(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Wait until no row is queued and nothing is in flight (TimeoutError after `timeout`)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                await self.recorder.flush()
+                async with self.store.read() as conn:
+                    queued = await self.store.outbox.queued_count(conn)
+                if queued == 0 and self._in_flight == 0:
+                    return
+                await asyncio.sleep(0.05)
+
+    # -- claiming ----------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        cfg = self.config
+        while True:
+            try:
+                await self._housekeeping()
+                free = cfg.concurrency - self._in_flight
+                claimed = await self.claim_due(min(free, cfg.claim_batch)) if free > 0 else []
+            except Exception:
+                log.exception("claiming outbound rows failed; retrying")
+                claimed = []
+                await asyncio.sleep(cfg.poll_s)
+            for item in claimed:
+                self._in_flight += 1
+                task = asyncio.get_running_loop().create_task(self._process(item))
+                self._tasks.add(task)
+                task.add_done_callback(self._done)
+            metrics.IN_FLIGHT.set(self._in_flight)
+            if not claimed or self._in_flight >= cfg.concurrency:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), cfg.poll_s)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._in_flight -= 1
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("processing an outbound row crashed", exc_info=task.exception())
+
+    async def claim_due(self, limit: int) -> list[_Claimed]:
+        """Lease up to `limit` due heads of recipient queues, with their contacts' last inbound times."""
+        if limit <= 0:
+            return []
+        async with self.store.begin() as conn:
+            rows = await self.store.outbox.claim_due(
+                conn, self.claimer, limit=limit, lease=timedelta(seconds=self.config.lease_s),
+                phone_number_ids=list(self.clients),
+            )
+            if not rows:
+                return []
+            last: dict[tuple[str, str], datetime | None] = {}
+            for number in {r.record.phone_number_id for r in rows}:
+                keys = [r.record.contact_key for r in rows if r.record.phone_number_id == number]
+                for key, at in (await self.store.outbox.last_inbound_times(conn, number, keys)).items():
+                    last[(number, key)] = at
+        return [_Claimed(r, last.get((r.record.phone_number_id, r.record.contact_key))) for r in rows]
+
+    async def _housekeeping(self) -> None:
+        now = time.monotonic()
+        cfg = self.config
+        if now - self._last_recover >= max(0.2, min(cfg.lease_s / 4, 5.0)):
+            self._last_recover = now
+            async with self.store.begin() as conn:
+                recovered = await self.store.outbox.recover_expired(
+                    conn, grace=timedelta(seconds=cfg.retry.unknown_grace_s)
+                )
+            if recovered:
+                log.warning("%d outbound rows had an expired lease: outcome unknown, reconciling", len(recovered))
+                metrics.MESSAGES.labels("unknown").inc(len(recovered))
+        if now - self._last_maintenance >= cfg.maintenance_s:
+            self._last_maintenance = now
+            await self.maintenance()
+
+    async def maintenance(self) -> None:
+        """Classify failures applied from webhooks without a class, finish campaigns, update gauges."""
+        async with self.store.begin() as conn:
+            repo = self.store.outbox
+            missing = await repo.unclassified_failures(conn)
+            classes = {oid: cls for oid, code in missing if (cls := classify_code(code)) is not None}
+            if classes:
+                await repo.set_error_classes(conn, classes)
+            campaigns = CampaignRepository()
+            for cid in await campaigns.running_ids(conn):
+                counts = await campaigns.counts(conn, cid)
+                if counts and not counts.get("queued"):
+                    await campaigns.set_status(conn, cid, "done", only_from=("running",))
+            depth = await repo.waiting_counts(conn)
+        for reason in ("", "pair", "tier", "retry", "throttled", "unknown_outcome", "paused"):
+            metrics.QUEUE_DEPTH.labels(reason).set(depth.get(reason, 0))
+
+    # -- one row -----------------------------------------------------------------------------------
+
+    def _submit(self, outcome: Outcome) -> None:
+        self.recorder.submit(outcome)
+
+    async def _process(self, item: _Claimed) -> None:
+        row, rec = item.row, item.row.record
+        now = utcnow()
+        client = self.clients[rec.phone_number_id]
+        policy = self.config.retry
+        failures = rec.attempts - row.throttles
+
+        if rec.outcome_unknown_since is not None and failures >= policy.max_attempts:
+            self._submit(Failed(rec.id, rec.error_code, rec.error_class or "retryable",
+                                f"no answer after {failures} tries and no status webhook: {rec.error_text or ''}"))
+            metrics.MESSAGES.labels("failed").inc()
+            return
+
+        message = rec.to_message()
+        fallback_used = row.fallback_used
+        if self.config.enforce_window or row.fallback_used:
+            verdict = check_window(message, item.last_inbound_at, now, rec.fallback_template,
+                                   fallback_used=row.fallback_used)
+            if verdict.message is None:
+                self._submit(Failed(rec.id, verdict.code, verdict.error_class or "", verdict.text or ""))
+                metrics.MESSAGES.labels("failed").inc()
+                return
+            message, fallback_used = verdict.message, verdict.fallback_used
+
+        if message.type == "template" and rec.phone_number_id in self.templates:
+            try:
+                problem = await self.templates[rec.phone_number_id].check(message.content)
+            except CloudClientError as exc:
+                log.warning("template check skipped (sync failed: %s)", exc)
+                problem = None
+            if problem is not None:
+                self._submit(Failed(rec.id, problem.code, problem.error_class, problem.text,
+                                    fallback_used=fallback_used))
+                metrics.MESSAGES.labels("failed").inc()
+                return
+
+        if rec.business_initiated and self.config.tier_limit is not None:
+            scope = self.config.tier_scope or rec.phone_number_id
+            if not await self.limiters.tier.admit(scope, rec.contact_key, self.config.tier_limit):
+                due = now + timedelta(seconds=self.config.tier_recheck_s)
+                self._submit(Requeue(rec.id, due, "tier", fallback_used=fallback_used))
+                metrics.DEFERRED.labels("tier").inc()
+                return
+
+        pair_wait = await self.limiters.pair.try_acquire(rec.phone_number_id, rec.contact_key)
+        if pair_wait > 0:
+            self._submit(Requeue(rec.id, now + timedelta(seconds=pair_wait), "pair", fallback_used=fallback_used))
+            metrics.DEFERRED.labels("pair").inc()
+            return
+
+        waited = time.perf_counter()
+        await self.limiters.throughput.wait_for_slot(
+            rec.phone_number_id, self.config.rate_per_s, strict=self.config.strict_throughput
+        )
+        metrics.LIMITER_WAIT.observe(time.perf_counter() - waited)
+        await self._send(client, item, message, fallback_used, failures)
+
+    async def _send(
+        self, client: CloudAPIClient, item: _Claimed, message: OutboundMessage, fallback_used: bool, failures: int
+    ) -> None:
+        rec = item.row.record
+        started = utcnow()
+        t0 = time.perf_counter()
+        try:
+            result = await client.send(message, biz_opaque_callback_data=build_callback_data(rec.id))
+        except CloudClientError as exc:
+            metrics.SEND_SECONDS.observe(time.perf_counter() - t0)
+            await self._on_error(item, exc, started, fallback_used, failures)
+            return
+        metrics.SEND_SECONDS.observe(time.perf_counter() - t0)
+        self.sent += 1
+        metrics.MESSAGES.labels("accepted").inc()
+        attempt = Attempt("accepted", started, utcnow(), http_status=200)
+        self._submit(Accepted(rec.id, result.message_id, attempt, fallback_used=fallback_used))
+
+    async def _on_error(
+        self, item: _Claimed, exc: CloudClientError, started: datetime, fallback_used: bool, failures: int
+    ) -> None:
+        row, rec = item.row, item.row.record
+        now = utcnow()
+        code = exc.code if isinstance(exc, CloudAPIError) else None
+        throttles = row.throttles + (1 if code is not None and _is_throttle(code) else 0)
+        counted = failures + (0 if throttles > row.throttles else 1)
+        decision = self.config.retry.decide(exc, failures=counted, throttles=throttles)
+        if decision.verdict is Verdict.THROTTLE and code == PAIR_RATE_CODE:
+            delay = await self.limiters.pair.penalize(rec.phone_number_id, rec.contact_key, row.throttles)
+            decision = dataclasses.replace(decision, delay_s=delay)
+        outcome = "unknown" if decision.verdict is Verdict.UNKNOWN else "error"
+        attempt = Attempt(outcome, started, now, http_status=decision.http_status, error_code=code,
+                          detail=decision.text[:2000])
+        if decision.verdict is Verdict.FAIL:
+            metrics.MESSAGES.labels("failed").inc()
+            self._submit(Failed(rec.id, code, decision.error_class, decision.text, attempt, fallback_used))
+            return
+        metrics.RETRIES.labels(str(code) if code is not None else type(exc).__name__).inc()
+        metrics.MESSAGES.labels(decision.verdict.value).inc()
+        reason = {Verdict.RETRY: "retry", Verdict.THROTTLE: "throttled", Verdict.UNKNOWN: "unknown_outcome"}[
+            decision.verdict
+        ]
+        self._submit(
+            Requeue(
+                rec.id, now + timedelta(seconds=decision.delay_s), reason, attempt,
+                throttled=decision.verdict is Verdict.THROTTLE,
+                unknown_at=now if decision.verdict is Verdict.UNKNOWN else None,
+                error=(code, decision.error_class, decision.text), fallback_used=fallback_used,
+            )
+        )
+
+
+def _is_throttle(code: int) -> bool:
+    return code in THROTTLING_CODES

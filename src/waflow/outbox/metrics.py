@@ -1,0 +1,27 @@
+"""Prometheus metrics of the outbox (registered once per process, on the default registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter(
+    "waflow_outbox_messages_total",
+    "Outbound messages by what happened to a send try: accepted, failed, retry, throttled, unknown, deferred.",
+    ["outcome"],
+)
+SEND_SECONDS = Histogram(
+    "waflow_outbox_send_seconds",
+    "Latency of one send call to the provider (request to answer or error).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+RETRIES = Counter("waflow_outbox_retries_total", "Send tries that will be retried, by error code.", ["code"])
+LIMITER_WAIT = Histogram(
+    "waflow_outbox_limiter_wait_seconds",
+    "Time a send waited for the throughput limiter.",
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+DEFERRED = Counter(
+    "waflow_outbox_deferred_total", "Claimed rows given back without a send, by reason (pair, tier).", ["reason"]
+)
+QUEUE_DEPTH = Gauge("waflow_outbox_queue_depth", "Queued outbound rows by waiting reason ('' = due).", ["reason"])
+IN_FLIGHT = Gauge("waflow_outbox_in_flight", "Rows this process holds a lease on.")

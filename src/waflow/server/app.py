@@ -1,0 +1,57 @@
+"""`create_app(settings)`: the one ASGI app of `waflow serve` — webhook endpoint, admin API, background parts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from waflow.api import ApiContext, create_api
+from waflow.config import Settings
+from waflow.server import metrics
+from waflow.server.lifecycle import Lifecycle
+from waflow.server.parts import Parts, build_parts
+
+log = logging.getLogger("waflow.server")
+
+
+def api_context(parts: Parts) -> ApiContext:
+    settings = parts.settings
+
+    async def refresh() -> None:
+        await metrics.refresh_gauges(parts)
+
+    return ApiContext(
+        store=parts.store,
+        clients=parts.clients,
+        key_hashes=[k.get_secret_value() for k in settings.api.keys],
+        notify_outbox=parts.notify_outbox,
+        public_metrics=settings.api.public_metrics,
+        refresh_gauges=refresh,
+    )
+
+
+def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
+    """The app; its lifespan starts every part (migrating the database first) and stops them gracefully."""
+    parts = parts or build_parts(settings, "serve")
+    lifecycle = Lifecycle(parts)
+    metrics.track(parts)
+    if not settings.api.keys:
+        log.warning("api.keys is empty: every admin API call is refused (401)")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await lifecycle.start()
+        try:
+            yield
+        finally:
+            await lifecycle.stop()
+
+    app = create_api(api_context(parts), docs=settings.api.docs, lifespan=lifespan)
+    assert parts.receiver is not None
+    app.router.routes.extend(parts.receiver.routes)
+    app.state.parts = parts
+    app.state.lifecycle = lifecycle
+    return app

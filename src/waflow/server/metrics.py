@@ -1,0 +1,68 @@
+"""Process-level metrics beside the parts' own (webhooks, outbox: already in the default registry).
+
+Gauges read from the store at scrape time (messages by status, inbox backlog), and the engine's and
+status processor's progress, exported from the running parts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Gauge
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from waflow.server.parts import Parts
+from waflow.store.tables import inbound_events, outbound_messages
+
+MESSAGES_BY_STATUS = Gauge("waflow_messages", "Outbound messages in the store by delivery status.", ["status"])
+INBOX_OPEN = Gauge("waflow_inbox_open_events", "Inbound events not processed yet, by kind and state.",
+                   ["kind", "state"])
+
+
+class _PartsCollector(Collector):
+    def __init__(self) -> None:
+        self.parts: Parts | None = None
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        parts = self.parts
+        events = CounterMetricFamily("waflow_engine_events_processed", "Inbox events the engine applied.")
+        statuses = CounterMetricFamily("waflow_status_events_applied", "Status webhooks applied to messages.")
+        sent = CounterMetricFamily("waflow_dispatcher_sent", "Messages this process's dispatchers got accepted.")
+        if parts is not None:
+            events.add_metric([], float(parts.engine.processed if parts.engine else 0))
+            processor = parts.status_processor or (parts.receiver.status_processor if parts.receiver else None)
+            statuses.add_metric([], float(processor.applied if processor else 0))
+            sent.add_metric([], float(sum(d.sent for d in parts.dispatchers)))
+        yield events
+        yield statuses
+        yield sent
+
+
+_collector = _PartsCollector()
+REGISTRY.register(_collector)
+
+
+def track(parts: Parts) -> None:
+    """Export this process's parts (the last one built wins: one process, one set of parts)."""
+    _collector.parts = parts
+
+
+async def refresh_gauges(parts: Parts) -> None:
+    async with parts.store.read() as conn:
+        o, i = outbound_messages, inbound_events
+        counted = await conn.execute(select(o.c.status, func.count()).group_by(o.c.status))
+        by_status: dict[str, int] = dict(counted.tuples().all())
+        open_rows = (
+            await conn.execute(
+                select(i.c.kind, i.c.state, func.count())
+                .where(i.c.state.in_(("pending", "failed")))
+                .group_by(i.c.kind, i.c.state)
+            )
+        ).tuples().all()
+    for status in ("queued", "accepted", "sent", "delivered", "read", "played", "failed"):
+        MESSAGES_BY_STATUS.labels(status).set(by_status.get(status, 0))
+    INBOX_OPEN.clear()
+    for kind, state, count in open_rows:
+        INBOX_OPEN.labels(kind, state).set(count)

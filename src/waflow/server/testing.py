@@ -1,0 +1,113 @@
+"""`waflow serve` as a separate process against an in-process emulator (tests and `bench/e2e_*`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from waflow.config import hash_api_key
+from waflow.emulator import EmulatorHandle
+
+API_KEY = "serve-process-admin-key-01234"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(folder: Path, emulator: EmulatorHandle, *, port: int, flows_dir: Path | None = None,
+                 server: Mapping[str, Any] | None = None, top: Mapping[str, Any] | None = None) -> Path:
+    """A waflow.toml for a serve process talking to `emulator` (token in a file, secret from the emulator)."""
+    cfg = emulator.config
+    token = folder / "access-token"
+    token.write_text(cfg.access_token)
+    db = folder / "waflow.db"
+    lines = [f"store_url = {_toml(f'sqlite+aiosqlite:///{db}')}", 'log_level = "warning"']
+    if flows_dir is not None:
+        lines.append(f"flows_dir = {_toml(str(flows_dir))}")
+    lines += [f"{k} = {_toml(v)}" for k, v in (top or {}).items()]
+    lines += ["", "[graph]", f"base_url = {_toml(emulator.base_url)}", "", "[server]", f"port = {port}"]
+    lines += [f"{k} = {_toml(v)}" for k, v in (server or {}).items()]
+    lines += ["", "[api]", f"keys = [{_toml(hash_api_key(API_KEY))}]", "", "[http]", 'allow_hosts = ["127.0.0.1"]']
+    lines += ["", "[[numbers]]", f"phone_number_id = {_toml(cfg.phone_number_id)}", f"waba_id = {_toml(cfg.waba_id)}",
+              f"token = {_toml(f'file:{token}')}", f"app_secret = {_toml(cfg.app_secret)}",
+              f"verify_token = {_toml(cfg.verify_token)}", f"throughput = {cfg.throughput_mps}"]
+    path = folder / "waflow.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class ServeProcess:
+    """`python -m waflow.server -c <config>`; `await start()` waits for /readyz."""
+
+    def __init__(self, config: Path, port: int, *, log: Path | None = None) -> None:
+        self.config = config
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log or config.with_name("serve.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(self.log, "ab") as out:  # noqa: ASYNC230
+            self.proc = subprocess.Popen(  # noqa: ASYNC220
+                [sys.executable, "-m", "waflow.server", "-c", str(self.config)], stdout=out, stderr=out, env=env
+            )
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    tail = self.log.read_text()[-2000:]
+                    raise RuntimeError(f"waflow serve exited with {self.proc.returncode}: {tail}")
+                try:
+                    if (await client.get(f"{self.url}/readyz", timeout=1)).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise TimeoutError(f"waflow serve not ready after {timeout} s: {self.log.read_text()[-2000:]}")
+
+    def terminate(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+
+    async def wait(self, timeout: float = 30.0) -> int:  # noqa: ASYNC109
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise TimeoutError("waflow serve did not exit after SIGTERM")
+            await asyncio.sleep(0.05)
+        return int(self.proc.returncode)
+
+    async def stop(self, timeout: float = 30.0) -> int:  # noqa: ASYNC109
+        if self.proc is None or self.proc.poll() is not None:
+            return 0 if self.proc is None else int(self.proc.returncode)
+        self.terminate()
+        return await self.wait(timeout)
+
+    def api(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)

@@ -1,0 +1,80 @@
+"""Campaigns: a bulk template send. Each contact's message is an outbound row with `campaign_id`;
+the campaign row holds the name, template, parameters, status (running/paused/done/cancelled), total."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from waflow.store.tables import campaigns, outbound_messages
+from waflow.store.types import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRecord:
+    id: int
+    name: str
+    phone_number_id: str
+    template: str
+    language: str
+    params: Any
+    status: str
+    total: int
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+_COLUMNS = [campaigns.c[name] for name in CampaignRecord.__slots__]
+
+
+class CampaignRepository:
+    async def create(
+        self, conn: AsyncConnection, *, name: str, phone_number_id: str, template: str, language: str, params: Any
+    ) -> int:
+        now = utcnow()
+        stmt = (
+            campaigns.insert()
+            .values(name=name, phone_number_id=phone_number_id, template=template, language=language, params=params,
+                    status="running", total=0, created_at=now, updated_at=now)
+            .returning(campaigns.c.id)
+        )
+        return int((await conn.execute(stmt)).scalar_one())
+
+    async def get(self, conn: AsyncConnection, campaign_id: int) -> CampaignRecord | None:
+        row = (await conn.execute(select(*_COLUMNS).where(campaigns.c.id == campaign_id))).first()
+        return CampaignRecord(**row._mapping) if row else None
+
+    async def recent(self, conn: AsyncConnection, limit: int = 100) -> list[CampaignRecord]:
+        stmt = select(*_COLUMNS).order_by(campaigns.c.id.desc()).limit(limit)
+        return [CampaignRecord(**row._mapping) for row in await conn.execute(stmt)]
+
+    async def set_status(
+        self, conn: AsyncConnection, campaign_id: int, status: str, *, only_from: tuple[str, ...] | None = None
+    ) -> bool:
+        now = utcnow()
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if status in ("done", "cancelled"):
+            values["finished_at"] = now
+        stmt = update(campaigns).where(campaigns.c.id == campaign_id)
+        if only_from is not None:
+            stmt = stmt.where(campaigns.c.status.in_(only_from))
+        return bool((await conn.execute(stmt.values(values))).rowcount)
+
+    async def add_total(self, conn: AsyncConnection, campaign_id: int, n: int) -> None:
+        stmt = update(campaigns).where(campaigns.c.id == campaign_id)
+        await conn.execute(stmt.values(total=campaigns.c.total + n, updated_at=utcnow()))
+
+    async def counts(self, conn: AsyncConnection, campaign_id: int) -> dict[str, int]:
+        """Outbound rows of the campaign per delivery status."""
+        o = outbound_messages
+        stmt = select(o.c.status, func.count()).where(o.c.campaign_id == campaign_id).group_by(o.c.status)
+        return {str(r[0]): int(r[1]) for r in await conn.execute(stmt)}
+
+    async def running_ids(self, conn: AsyncConnection) -> list[int]:
+        stmt = select(campaigns.c.id).where(campaigns.c.status.in_(("running", "paused")))
+        return [int(x) for x in (await conn.execute(stmt)).scalars()]
