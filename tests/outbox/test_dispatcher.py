@@ -97,7 +97,9 @@ async def test_window_closed_fallback_and_async_131047_look_alike(env: OutboxEnv
     sync_fail, async_fail = await env.row(never), await env.row(late)
     assert sync_fail.status is S.FAILED and async_fail.status is S.FAILED
     assert sync_fail.provider_message_id is None and async_fail.provider_message_id
-    shape = lambda r: (r.error_code, r.error_class, r.error_text)  # noqa: E731
+    def shape(r: Any) -> tuple[Any, ...]:
+        return (r.error_code, r.error_class, r.error_text)
+
     assert shape(sync_fail) == shape(async_fail)
     assert shape(sync_fail)[:2] == (131047, "outside_window") and "24 hours" in (sync_fail.error_text or "")
     fb = await env.row(replaced)

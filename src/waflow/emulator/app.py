@@ -209,8 +209,8 @@ class EmulatorApp:
                     items = [t for t in items if str(getattr(t, key)).lower() == want.lower()]
             fields = _first(query, "fields")
             wanted = set(fields.split(",")) if fields else None
-            limit = int(_first(query, "limit") or 100)
-            after = int(_first(query, "after") or 0)
+            limit = _int_param(query, "limit", 100)
+            after = _int_param(query, "after", 0)
             page = items[after:after + limit]
             paging: dict[str, Any] = {"cursors": {"before": str(after), "after": str(after + len(page))}}
             if after + limit < len(items):
@@ -379,3 +379,13 @@ async def _hang(receive: Receive, seconds: float) -> None:
 
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(disconnected(), seconds)
+
+
+def _int_param(query: dict[str, list[str]], name: str, default: int) -> int:
+    """A non-negative integer query parameter (a paging cursor or limit), else Graph's code 100."""
+    raw = _first(query, name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 9:
+        raise GraphError(100, f"Invalid parameter: {name} must be a non-negative integer")
+    return int(raw)

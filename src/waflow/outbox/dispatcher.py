@@ -2,9 +2,14 @@
 
 One loop claims rows (`claim_due`: only the head of each recipient's queue, leased with `claimed_by` /
 `claimed_until`; PostgreSQL `FOR UPDATE SKIP LOCKED`), one task per claimed row sends it (at most
-`concurrency` at once), and the `Recorder` commits outcomes in batches. Since a recipient's next row is
+`concurrency` at once), and the `Recorder` commits outcomes in groups. Since a recipient's next row is
 claimable only once the previous one is accepted or failed for good (committed), messages to one
 recipient leave strictly in enqueue order while different recipients go in parallel.
+
+The store stays off the send path: claims are made a batch ahead (rows wait at the throughput limiter
+while the next batch is claimed) and outcomes are committed by the recorder's own task, a group per
+transaction, while the next sends go out. Per message the store costs a share of one claim and one
+record transaction, each a fixed handful of statements (bench/outbox_dispatch.py measures it).
 
 Per claimed row, in order: unknown-outcome budget → 24 h window (fallback template or fail 131047) →
 template check against the `templates` cache → messaging tier (business-initiated only; `waiting_reason
@@ -107,8 +112,9 @@ class OutboxDispatcher:
                 for number, c in self.clients.items()
                 if c.waba_id and self.config.check_templates
             }
-        self._wake = asyncio.Event()
-        self.recorder.on_commit.append(self._wake)
+        self._wake = asyncio.Event()  # something changed: capacity freed, rows enqueued, outcomes committed
+        self._more = asyncio.Event()  # rows may have become claimable: enqueued, or a commit settled a head
+        self.recorder.on_commit.extend((self._more, self._wake))
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -148,6 +154,7 @@ class OutboxDispatcher:
 
     def notify(self) -> None:
         """Rows were enqueued: claim now instead of at the next poll."""
+        self._more.set()
         self._wake.set()
 
     async def drain(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
@@ -165,11 +172,28 @@ class OutboxDispatcher:
 
     async def _claim_loop(self) -> None:
         cfg = self.config
+        # Refill in batches, not one row per finished send: every claim is a write transaction (an fsync on
+        # SQLite, queued behind the recorder's commits). Rows claimed ahead wait on the throughput limiter,
+        # so the next batch is claimed while the previous one is still being sent and sends never wait for
+        # the store. Refilling once a quarter of the window is free keeps three quarters queued at the limiter.
+        refill_at = max(1, min(cfg.claim_batch, cfg.concurrency) // 4)
+        # After a claim that came back short the queue has nothing more due right now: a finished send frees
+        # capacity but makes no row claimable, so only an enqueue (`notify`), a commit (it may settle the head of
+        # a recipient's queue, or requeue a row) or the poll interval (rows coming due) is worth a new claim.
+        # Without this every finished send of a draining or idle queue paid for an empty write transaction.
+        exhausted = False
+        last_claim = -1e18
         while True:
+            claimed: list[_Claimed] = []
             try:
                 await self._housekeeping()
-                free = cfg.concurrency - self._in_flight
-                claimed = await self.claim_due(min(free, cfg.claim_batch)) if free > 0 else []
+                want = min(cfg.concurrency - self._in_flight, cfg.claim_batch)
+                worth = not exhausted or self._more.is_set() or time.monotonic() - last_claim >= cfg.poll_s
+                if worth and (want >= refill_at or (want > 0 and self._in_flight == 0)):
+                    self._more.clear()
+                    last_claim = time.monotonic()
+                    claimed = await self.claim_due(want)
+                    exhausted = len(claimed) < want
             except Exception:
                 log.exception("claiming outbound rows failed; retrying")
                 claimed = []
@@ -180,7 +204,7 @@ class OutboxDispatcher:
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
             metrics.IN_FLIGHT.set(self._in_flight)
-            if not claimed or self._in_flight >= cfg.concurrency:
+            if not claimed or cfg.concurrency - self._in_flight < refill_at:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), cfg.poll_s)

@@ -142,6 +142,8 @@ def _parse_yaml(text: str) -> tuple[Any, Positions]:
         raise _Refused(f"invalid YAML: {exc}") from None
     except RecursionError:
         raise _Refused(f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # e.g. an integer past Python's 4,300-digit conversion limit
+        raise _Refused(f"invalid value: {exc}") from None
     finally:
         loader.dispose()
     return data, positions
@@ -154,6 +156,8 @@ def _parse_json(text: str) -> Any:
         raise _Refused(f"invalid JSON: {exc.msg}", exc.lineno, exc.colno) from None
     except RecursionError:
         raise _Refused(f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # e.g. an integer past Python's 4,300-digit conversion limit
+        raise _Refused(f"invalid JSON value: {exc}") from None
 
 
 # --- plain data -----------------------------------------------------------------------------------

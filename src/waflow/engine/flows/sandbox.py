@@ -344,6 +344,14 @@ class _Harden(NodeTransformer):
     def visit_Filter(self, node: nodes.Filter) -> nodes.Node:
         if node.name not in SAFE_FILTERS:
             refuse(f"the filter {node.name!r} is not available")
+        # attr / map / selectattr / sort(attribute=...) name attributes in string arguments: the
+        # same names a `.name` lookup may not use are refused here, so deploy-time checks see them
+        named = [*node.args, *(kw.value for kw in node.kwargs)] if node.name in _ATTRIBUTE_FILTERS else []
+        named += [kw.value for kw in node.kwargs if kw.key == "attribute"]
+        for arg in named:
+            if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
+                for part in arg.value.split("."):
+                    _check_name(part)
         return self.generic_visit(node)
 
     def generic_visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> nodes.Node:
@@ -351,6 +359,10 @@ class _Harden(NodeTransformer):
             if isinstance(node, kind):
                 refuse(f"{{% {word} %}} is not allowed in flow templates")
         return super().generic_visit(node, *args, **kwargs)
+
+
+# filters whose string arguments name attributes to look up
+_ATTRIBUTE_FILTERS = frozenset({"attr", "map", "selectattr", "rejectattr", "groupby"})
 
 
 def _check_name(name: str) -> None:
