@@ -113,6 +113,7 @@ class OutboxDispatcher:
                 if c.waba_id and self.config.check_templates
             }
         self._wake = asyncio.Event()  # something changed: capacity freed, rows enqueued, outcomes committed
+        self._stopping = asyncio.Event()  # stop(): rows still waiting for their turn are handed back
         self._more = asyncio.Event()  # rows may have become claimable: enqueued, or a commit settled a head
         self.recorder.on_commit.extend((self._more, self._wake))
         self._in_flight = 0
@@ -125,6 +126,7 @@ class OutboxDispatcher:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._stopping.clear()
         self.recorder.start()
         for number, cache in self.templates.items():
             try:
@@ -134,7 +136,8 @@ class OutboxDispatcher:
         self._loop_task = asyncio.get_running_loop().create_task(self._claim_loop(), name="waflow-outbox-claim")
 
     async def stop(self) -> None:
-        """Stop claiming, let in-flight sends finish, commit their outcomes."""
+        """Stop claiming, let in-flight sends finish, hand back rows not yet sent, commit the outcomes."""
+        self._stopping.set()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -323,11 +326,32 @@ class OutboxDispatcher:
             return
 
         waited = time.perf_counter()
-        await self.limiters.throughput.wait_for_slot(
-            rec.phone_number_id, self.config.rate_per_s, strict=self.config.strict_throughput
-        )
+        if not await self._throughput_slot(rec.phone_number_id):
+            # Stopping before this row's turn: release it now, so the next process sends it at once
+            # instead of waiting out the lease and the unknown-outcome grace of a row that never left.
+            self._submit(Requeue(rec.id, now, "shutdown", fallback_used=fallback_used))
+            return
         metrics.LIMITER_WAIT.observe(time.perf_counter() - waited)
         await self._send(client, item, message, fallback_used, failures)
+
+    async def _throughput_slot(self, phone_number_id: str) -> bool:
+        """Wait for this number's next send slot; False when the dispatcher stops first."""
+        if self._stopping.is_set():
+            return False
+        slot = asyncio.ensure_future(
+            self.limiters.throughput.wait_for_slot(phone_number_id, self.config.rate_per_s,
+                                                   strict=self.config.strict_throughput)
+        )
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((slot, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not slot.done():
+            slot.cancel()  # the reserved slot goes unused: that errs on the slow side
+            return False
+        slot.result()
+        return True
 
     async def _send(
         self, client: CloudAPIClient, item: _Claimed, message: OutboundMessage, fallback_used: bool, failures: int
