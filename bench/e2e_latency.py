@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -47,28 +49,43 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux `/proc`): the server's cost, whatever else the
+    machine runs meanwhile."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def one_round(emu, rate: float, seconds: float, tag: int) -> tuple[list[float], int]:  # type: ignore[no-untyped-def]
     latencies: list[float] = []
-    failures = 0
     n = int(rate * seconds)
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.2
+    waiting: dict[int, tuple[Any, float]] = {}  # conversation → (user, scheduled start)
 
     async def conversation(i: int) -> None:
-        nonlocal failures
         scheduled = start + i / rate
         await asyncio.sleep(max(0.0, scheduled - loop.time()))
         user = emu.user(f"44{tag}{i:08d}", name=f"User {i}")
         await user.send_text("hi", wait=False)
-        try:
-            await user.wait_for_received(1, timeout=10)
-        except TimeoutError:
-            failures += 1
-            return
-        latencies.append(loop.time() - scheduled)
+        waiting[i] = (user, scheduled)
 
-    await asyncio.gather(*(conversation(i) for i in range(n)))
-    return latencies, failures
+    async def watch() -> None:
+        # one poller for every conversation (1 ms): a sleeping poll loop per user (as `wait_for_received`
+        # does, every 5 ms) costs this process — which also runs the emulator — ~10,000 wake-ups/s at 50/s
+        deadline = start + seconds + 10
+        while loop.time() < deadline and (waiting or len(latencies) < n):
+            now = loop.time()
+            for i, (user, scheduled) in list(waiting.items()):
+                if user.received():
+                    latencies.append(now - scheduled)
+                    del waiting[i]
+            if len(latencies) == n:
+                return
+            await asyncio.sleep(0.001)
+
+    await asyncio.gather(watch(), *(conversation(i) for i in range(n)))
+    return latencies, n - len(latencies)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -84,28 +101,40 @@ async def main(args: argparse.Namespace) -> None:
         async with run_emulator(emu_cfg) as emu:
             port = free_port()
             emu.set_callback(f"http://127.0.0.1:{port}/webhook")
-            config = write_config(folder, emu, port=port, flows_dir=flows)
+            server = {"poll_interval_s": args.poll} if args.poll else None
+            config = write_config(folder, emu, port=port, flows_dir=flows, server=server)
             serve = ServeProcess(config, port)
             await serve.start()
-            print(f"waflow serve pid {serve.proc.pid if serve.proc else '?'} on {serve.url}; emulator {emu.base_url}; "
-                  f"{args.rate:g} new conversations/s for {args.seconds:g} s, {args.rounds} rounds")
-            rounds: list[tuple[float, float, float, int, int]] = []
+            pid = serve.proc.pid if serve.proc else 0
+            print(
+                f"waflow serve pid {pid} on {serve.url}; emulator {emu.base_url}; "
+                f"{args.rate:g} new conversations/s for {args.seconds:g} s, {args.rounds} rounds"
+            )
+            rounds: list[tuple[float, float, float, float]] = []
             try:
                 for r in range(args.rounds):
+                    cpu0 = cpu_seconds(pid)
                     lat, failed = await one_round(emu, args.rate, args.seconds, r)
+                    await asyncio.sleep(1.0)  # the round's status webhooks land (their cost is the round's)
+                    cpu_ms = (cpu_seconds(pid) - cpu0) / max(1, len(lat)) * 1000
                     p50, p95, p99 = (pct(lat, q) * 1000 for q in (0.5, 0.95, 0.99)) if lat else (0, 0, 0)
-                    rounds.append((p50, p95, p99, len(lat), failed))
+                    rounds.append((p50, p95, p99, cpu_ms))
                     worst = max(lat, default=0) * 1000
-                    print(f"round {r + 1}: {len(lat)} replies, {failed} missing; "
-                          f"p50 {p50:.1f} ms  p95 {p95:.1f} ms  p99 {p99:.1f} ms  max {worst:.1f} ms")
-                    await asyncio.sleep(1.0)
+                    print(
+                        f"round {r + 1}: {len(lat)} replies, {failed} missing; "
+                        f"p50 {p50:.1f} ms  p95 {p95:.1f} ms  p99 {p99:.1f} ms  max {worst:.1f} ms; "
+                        f"server CPU {cpu_ms:.2f} ms/conversation (load {os.getloadavg()[0]:.2f})"
+                    )
                 async with httpx.AsyncClient() as client:
                     metrics = (await client.get(f"{serve.url}/metrics")).text
             finally:
                 await serve.stop()
-        med = [statistics.median(r[i] for r in rounds) for i in range(3)]
-        print(f"median of {len(rounds)} rounds: p50 {med[0]:.1f} ms  p95 {med[1]:.1f} ms  p99 {med[2]:.1f} ms "
-              f"(goal p95 ≤ 100 ms) — {'MET' if med[1] <= 100 else 'NOT MET'}")
+        med = [statistics.median(r[i] for r in rounds) for i in range(4)]
+        print(
+            f"median of {len(rounds)} rounds: p50 {med[0]:.1f} ms  p95 {med[1]:.1f} ms  p99 {med[2]:.1f} ms  "
+            f"server CPU {med[3]:.2f} ms/conversation "
+            f"(goal p95 ≤ 100 ms) — {'MET' if med[1] <= 100 else 'NOT MET'}"
+        )
         for line in metrics.splitlines():
             if line.startswith(("waflow_engine_events_processed_total", "waflow_messages{")):
                 print("  " + line)
@@ -117,6 +146,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--throughput", type=float, default=80.0, help="the number's messages/s (emulator and waflow)")
+    p.add_argument("--poll", type=float, default=None, help="[server] poll_interval_s (default: the setting's)")
     p.add_argument("--flow", default=None, help="a flow file to use instead of the built-in greeting")
     return p.parse_args()
 

@@ -5,9 +5,7 @@ Each batch method must leave the rows exactly as the one-row method would: these
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -17,7 +15,6 @@ from waflow.canonical import OutboundMessage, StatusUpdate
 from waflow.store import StatusOutcome, Store
 from waflow.store.outbox import Acceptance, AttemptRow, Failure, NewOutbound, Release
 from waflow.store.tables import outbound_messages, send_attempts
-from waflow.store.testing import PostgresUnavailable, services_required, sqlite_url, temporary_postgres_url
 
 PNID = "106540352242922"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -30,30 +27,6 @@ def at(seconds: float) -> datetime:
 
 def text(to: str, body: str = "hi") -> OutboundMessage:
     return OutboundMessage(to=to, type="text", content={"body": body})
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        s = Store.open(sqlite_url(tmp_path))
-        await s.upgrade()
-        try:
-            yield s
-        finally:
-            await s.close()
-        return
-    try:
-        async with temporary_postgres_url() as url:
-            s = Store.open(url)
-            await s.upgrade()
-            try:
-                yield s
-            finally:
-                await s.close()
-    except PostgresUnavailable as exc:
-        if services_required():
-            pytest.fail(f"PostgreSQL required (WAFLOW_REQUIRE_SERVICES=1) but unreachable: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
 
 
 async def claim_all(store: Store, n: int = 1000) -> list[int]:

@@ -15,8 +15,9 @@ from waflow.cloudapi import CloudAPIClient, Timeouts
 from waflow.config import NumberSettings, Settings
 from waflow.engine.runtime.config import Command, CommandAction, EngineConfig, default_commands
 from waflow.engine.runtime.timers import TimerScheduler
+from waflow.engine.runtime.worker import EngineWorker
 from waflow.outbox import DispatcherConfig, Limiters, OutboxDispatcher, make_limiters
-from waflow.server.wiring import NotifyingReceiver, WakeableEngine
+from waflow.server.wiring import connect
 from waflow.store import Store
 from waflow.webhooks import NumberConfig, StatusProcessor, WebhookConfig, WebhookReceiver
 
@@ -34,7 +35,7 @@ class Parts:
     dispatchers: list[OutboxDispatcher] = field(default_factory=list)
     receiver: WebhookReceiver | None = None
     status_processor: StatusProcessor | None = None
-    engine: WakeableEngine | None = None
+    engine: EngineWorker | None = None
     timers: TimerScheduler | None = None
 
     def notify_outbox(self) -> None:
@@ -110,16 +111,13 @@ def build_parts(settings: Settings, role: Role = "serve", *, store: Store | None
     background = role == "worker" or settings.server.run_engine
     if role == "serve":
         config = webhook_config(settings, status_processor=True)
-        parts.receiver = NotifyingReceiver(config, store, path=settings.server.webhook_path)
+        parts.receiver = WebhookReceiver(config, store, path=settings.server.webhook_path)
     else:
         parts.status_processor = StatusProcessor(store)
     if role == "worker" or settings.server.run_dispatcher:
         parts.dispatchers = make_dispatchers(settings, store, clients, limiters)
     if background:
-        engine = WakeableEngine(store, engine_config(settings))
-        engine.on_applied = parts.notify_outbox
-        if isinstance(parts.receiver, NotifyingReceiver):
-            parts.receiver.on_stored = engine.notify
-        parts.engine = engine
+        parts.engine = EngineWorker(store, engine_config(settings))
         parts.timers = TimerScheduler(store)
+        connect(parts.engine, receiver=parts.receiver, timers=parts.timers, notify_outbox=parts.notify_outbox)
     return parts

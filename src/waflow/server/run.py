@@ -12,7 +12,7 @@ import uvicorn
 
 from waflow.config import Settings
 from waflow.logging import configure_logging, uvicorn_log_config
-from waflow.server.app import create_app
+from waflow.server.app import ServeApp, create_app
 from waflow.server.lifecycle import Lifecycle
 from waflow.server.parts import build_parts
 
@@ -38,7 +38,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     """Run `waflow serve` until SIGTERM / SIGINT: uvicorn stops taking connections, finishes the requests in
     flight, then the lifespan stops the parts within `server.shutdown_timeout_s`."""
     setup_logging(settings)
-    app = create_app(settings)
+    app = ServeApp(create_app(settings))
     config = uvicorn.Config(
         app,
         host=host or settings.server.host,

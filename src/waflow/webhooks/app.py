@@ -64,6 +64,9 @@ class WebhookReceiver:
         self.writer = InboxWriter(self._commit, max_events=config.batch_max_events, linger_s=config.batch_linger_s)
         run_processor = config.status_processor and not config.apply_statuses_inline
         self.status_processor = StatusProcessor(store) if run_processor else None
+        # called once a webhook's events are durable (before its 200), with what was stored: the process
+        # hosting the receiver wakes the parts that consume them (`waflow serve`: the engine, on new messages)
+        self.on_stored: Callable[[WriteOutcome], None] | None = None
 
     def __repr__(self) -> str:
         return f"WebhookReceiver(numbers={sorted(self.config.numbers)}, store={self.store!r})"
@@ -189,6 +192,11 @@ class WebhookReceiver:
         metrics.RECEIVED_OK.inc()
         if self.status_processor is not None and outcome.by_kind.get(("status", True)):
             self.status_processor.notify()
+        if self.on_stored is not None:
+            try:
+                self.on_stored(outcome)
+            except Exception:  # a wake-up hook must never turn a stored webhook into a 500 (Meta would resend)
+                log.exception("on_stored hook failed")
         for (kind, is_new), count in outcome.by_kind.items():
             _events_counter(kind, is_new).inc(count)
         return 200, _OK

@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,37 +19,12 @@ from waflow.engine.runtime import EngineConfig, EngineWorker, TimerScheduler, de
 from waflow.outbox import DispatcherConfig, OutboxDispatcher
 from waflow.store import Store, utcnow
 from waflow.store.tables import ENGINE_OPEN_EVENTS, inbound_events, sessions
-from waflow.store.testing import PostgresUnavailable, services_required, sqlite_url, temporary_postgres_url
 from waflow.webhooks import WebhookConfig, create_webhook_app
 
 PNID = "106540352242922"
 WABA = "102290129340398"
 SECRET = "engine-app-secret"
 TOKEN = "engine-verify-token"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        s = Store.open(sqlite_url(tmp_path))
-        await s.upgrade()
-        try:
-            yield s
-        finally:
-            await s.close()
-        return
-    try:
-        async with temporary_postgres_url() as url:
-            s = Store.open(url)
-            await s.upgrade()
-            try:
-                yield s
-            finally:
-                await s.close()
-    except PostgresUnavailable as exc:
-        if services_required():
-            pytest.fail(f"PostgreSQL required (WAFLOW_REQUIRE_SERVICES=1) but unreachable: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
 
 
 class Clock:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select, text
@@ -24,6 +25,7 @@ from waflow.store import Store
 from waflow.store.dialect import is_postgres
 from waflow.store.inbox import NewInboundEvent
 from waflow.store.tables import contacts, sessions
+from waflow.store.tables import timers as timer_rows
 from waflow.store.timers import TimerRepository
 from waflow.store.types import utcnow
 
@@ -40,6 +42,7 @@ class TimerScheduler:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.fired = 0
+        self.on_fired: Callable[[], None] | None = None  # events were written: wake the engine worker
 
     async def __aenter__(self) -> TimerScheduler:
         self.start()
@@ -75,7 +78,23 @@ class TimerScheduler:
     async def tick(self, now: datetime | None = None) -> int:
         """Fire what is due at `now` (default: the clock); returns the number of events written."""
         now = now or self.clock()
-        return await self.fire_timers(now) + await self.expire_sessions(now)
+        if not await self._anything_due(now):
+            return 0
+        count = await self.fire_timers(now) + await self.expire_sessions(now)
+        if count and self.on_fired is not None:
+            self.on_fired()
+        return count
+
+    async def _anything_due(self, now: datetime) -> bool:
+        """Whether a timer is due or a session expired, read without the write lock: a tick usually finds
+        nothing, and on SQLite two empty write transactions per tick would still queue for the single
+        write lock in front of the inbox, the engine and the dispatcher."""
+        async with self.store.read() as conn:
+            timer = select(timer_rows.c.id).where(timer_rows.c.state == "pending", timer_rows.c.fire_at <= now)
+            if (await conn.execute(timer.limit(1))).first() is not None:
+                return True
+            expired = select(sessions.c.id).where(text("state IN ('waiting', 'handoff')"), sessions.c.expires_at <= now)
+            return (await conn.execute(expired.limit(1))).first() is not None
 
     async def fire_timers(self, now: datetime) -> int:
         async with self.store.begin() as conn:

@@ -91,7 +91,11 @@ class EngineWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._last_maintenance = 0.0
+        self._wake = asyncio.Event()
+        self._idle = False  # the last round found nothing: look before taking the write lock
         self.processed = 0
+        # called after a round that applied events (their replies are committed: wake the outbox dispatcher)
+        self.on_applied: Callable[[], None] | None = None
 
     # --- lifecycle ---
 
@@ -122,16 +126,23 @@ class EngineWorker:
             await self._http_client.aclose()
             self._http_client = None
 
+    def notify(self) -> None:
+        """New events were committed (a webhook's message, a timer): run a round now, not at the next poll."""
+        self._idle = False
+        self._wake.set()
+
     async def run(self) -> None:
         while not self._stopping.is_set():
+            self._wake.clear()
             try:
                 count = await self.run_once()
             except Exception:  # a database hiccup: log, back off, go on
                 log.exception("engine round failed")
                 count = 0
             if count == 0:
+                # the poll is the fallback for events committed by other processes (or without a notify)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self.config.poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
 
     async def run_until_idle(self, timeout: float = 10.0) -> int:  # noqa: ASYNC109
         """Rounds until nothing is left to do (no event applied, no HTTP call in flight); returns events applied."""
@@ -153,8 +164,24 @@ class EngineWorker:
         """Apply what is queued (one batch); returns how many events were applied."""
         await self._maintenance()
         if self.store.dialect == "sqlite":
-            return await self._round_single()
-        return await self._round_concurrent()
+            count = await self._round_single()
+        else:
+            count = await self._round_concurrent()
+        self._idle = count == 0
+        if count and self.on_applied is not None:
+            self.on_applied()
+        return count
+
+    async def _anything_open(self) -> bool:
+        """Whether any engine event is open, read without the write lock.
+
+        An idle worker polls; on SQLite a write transaction that finds nothing would still queue for the
+        single write lock behind the inbox, the dispatcher and the status processor, and hold it while it
+        looks. After a round that applied events (or a `notify`) the check is skipped.
+        """
+        async with self.store.read() as conn:
+            stmt = select(inbound_events.c.id).where(_ENGINE_OPEN).limit(1)
+            return (await conn.execute(stmt)).first() is not None
 
     async def _candidates(self, conn: AsyncConnection) -> list[InboundEventRecord]:
         stmt = select(*_EVENT_COLUMNS).where(_ENGINE_OPEN).order_by(inbound_events.c.id).limit(self.config.batch_size)
@@ -171,6 +198,8 @@ class EngineWorker:
         """SQLite: one transaction for the batch; on an unexpected error, replay event by event."""
         jobs: list[HttpJob] = []
         groups: dict[GroupKey, list[InboundEventRecord]] = {}
+        if self._idle and not await self._anything_open():
+            return 0
         try:
             async with self.store.begin() as conn:
                 await self.catalog.refresh(conn)  # in the round's transaction: no deploy slips in between
@@ -371,7 +400,7 @@ class EngineWorker:
 
     async def _maintenance(self) -> None:
         loop = asyncio.get_running_loop()
-        if loop.time() - self._last_maintenance < self.config.poll_interval:
+        if loop.time() - self._last_maintenance < self.config.maintenance_interval:
             return
         self._last_maintenance = loop.time()
         await self.collect_failures()
@@ -379,6 +408,10 @@ class EngineWorker:
 
     async def collect_failures(self) -> int:
         """Turn failed outbound messages of sessions into `failed:<outbox id>` events (the `on_failed` path)."""
+        seen = text("status = 'failed' AND session_id IS NOT NULL AND engine_seen_at IS NULL")
+        async with self.store.read() as conn:  # usually none: do not queue for the write lock to find that out
+            if (await conn.execute(select(outbound_messages.c.id).where(seen).limit(1))).first() is None:
+                return 0
         async with self.store.begin() as conn:
             stmt = (
                 select(
@@ -390,7 +423,7 @@ class EngineWorker:
                     outbound_messages.c.error_code,
                     outbound_messages.c.error_text,
                 )
-                .where(text("status = 'failed' AND session_id IS NOT NULL AND engine_seen_at IS NULL"))
+                .where(seen)
                 .order_by(outbound_messages.c.id)
                 .limit(500)
             )

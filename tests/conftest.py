@@ -1,4 +1,4 @@
-"""Store fixtures: the same tests run on a SQLite file and on a fresh PostgreSQL database."""
+"""Shared fixtures: `store_url` / `store` run a test on a SQLite file and on a fresh PostgreSQL database."""
 
 from __future__ import annotations
 
