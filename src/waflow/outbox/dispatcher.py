@@ -223,6 +223,9 @@ class OutboxDispatcher:
         """Lease up to `limit` due heads of recipient queues, with their contacts' last inbound times."""
         if limit <= 0:
             return []
+        async with self.store.read() as conn:
+            if not await self.store.outbox.any_due(conn, phone_number_ids=list(self.clients)):
+                return []
         async with self.store.begin() as conn:
             rows = await self.store.outbox.claim_due(
                 conn, self.claimer, limit=limit, lease=timedelta(seconds=self.config.lease_s),

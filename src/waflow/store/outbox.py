@@ -273,6 +273,17 @@ def _campaign_running() -> Any:
 class DispatchQueries:
     """The dispatcher's claim/release statements (mixed into `OutboxRepository`)."""
 
+    async def any_due(
+        self, conn: AsyncConnection, *, now: datetime | None = None, phone_number_ids: Sequence[str] | None = None
+    ) -> bool:
+        """Whether some queued, unleased row is due: a read that lets an idle dispatcher skip the write
+        transaction of `claim_due` (on SQLite that would queue for the single write lock every poll)."""
+        o = outbound_messages
+        cond = [o.c.status == "queued", o.c.due_at <= (now or utcnow()), o.c.claimed_by.is_(None)]
+        if phone_number_ids is not None:
+            cond.append(o.c.phone_number_id.in_(list(phone_number_ids)))
+        return (await conn.execute(select(o.c.id).where(*cond).limit(1))).first() is not None
+
     async def claim_due(
         self,
         conn: AsyncConnection,
