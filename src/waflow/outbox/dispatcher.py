@@ -389,7 +389,11 @@ class OutboxDispatcher:
         code = exc.code if isinstance(exc, CloudAPIError) else None
         throttles = row.throttles + (1 if code is not None and _is_throttle(code) else 0)
         counted = failures + (0 if throttles > row.throttles else 1)
-        decision = self.config.retry.decide(exc, failures=counted, throttles=throttles)
+        same_code = None
+        if isinstance(exc, CloudAPIError) and exc.max_attempts is not None and code is not None:
+            async with self.store.read() as conn:  # rare path: only codes with a bound of their own
+                same_code = await self.store.outbox.attempts_with_code(conn, rec.id, code) + 1
+        decision = self.config.retry.decide(exc, failures=counted, throttles=throttles, same_code=same_code)
         if decision.verdict is Verdict.THROTTLE and code == PAIR_RATE_CODE:
             delay = await self.limiters.pair.penalize(rec.phone_number_id, rec.contact_key, row.throttles)
             decision = dataclasses.replace(decision, delay_s=delay)

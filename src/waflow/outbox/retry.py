@@ -90,8 +90,12 @@ class RetryPolicy:
             delay = max(delay, min(self.max_delay_s, hint_s * 2.0 ** max(0, n - 1)) * self.rng.uniform(1.0, 1.25))
         return delay
 
-    def decide(self, exc: CloudClientError, *, failures: int, throttles: int) -> Decision:
-        """`failures` / `throttles`: counted tries so far, this one included."""
+    def decide(
+        self, exc: CloudClientError, *, failures: int, throttles: int, same_code: int | None = None
+    ) -> Decision:
+        """`failures` / `throttles`: counted tries so far, this one included. `same_code`: how many of the
+        failures had this error's code (this one included); a code's own tighter bound (131000: 3) counts
+        those, so earlier failures of another kind (a dropped connection) do not use it up."""
         if isinstance(exc, MessageValidationError):
             return Decision(Verdict.FAIL, 0.0, None, ErrorClass.PERMANENT.value, f"invalid message: {exc}")
         code = getattr(exc, "code", None) if isinstance(exc, CloudAPIError) else None
@@ -107,10 +111,10 @@ class RetryPolicy:
                 return Decision(Verdict.FAIL, 0.0, code, cls, f"still throttled after {throttles} tries: {text}", http)
             return Decision(Verdict.THROTTLE, self.backoff(throttles, exc.retry_after_s or 1.0), code, cls, text, http)
         if exc.error_class is ErrorClass.RETRYABLE:
-            bound = self.max_attempts
+            exhausted = failures >= self.max_attempts
             if isinstance(exc, CloudAPIError) and exc.max_attempts is not None:
-                bound = min(bound, exc.max_attempts)
-            if failures >= bound:
+                exhausted = exhausted or (failures if same_code is None else same_code) >= exc.max_attempts
+            if exhausted:
                 return Decision(Verdict.FAIL, 0.0, code, cls, f"gave up after {failures} tries: {text}", http)
             return Decision(Verdict.RETRY, self.backoff(failures, exc.retry_after_s), code, cls, text, http)
         return Decision(Verdict.FAIL, 0.0, code, cls, text, http)

@@ -752,6 +752,13 @@ class OutboxRepository(DispatchQueries):
         statuses = await StatusRepository().history(conn, outbound_id)
         return OutboundHistory(message, attempts, statuses)
 
+    async def attempts_with_code(self, conn: AsyncConnection, outbound_id: int, error_code: int) -> int:
+        """How many recorded tries of this message failed with `error_code`."""
+        stmt = select(func.count()).select_from(send_attempts).where(
+            send_attempts.c.outbound_id == outbound_id, send_attempts.c.error_code == error_code
+        )
+        return int((await conn.execute(stmt)).scalar_one())
+
     async def queued_count(self, conn: AsyncConnection, phone_number_id: str | None = None) -> int:
         stmt = select(func.count()).select_from(outbound_messages).where(outbound_messages.c.status == "queued")
         if phone_number_id is not None:
