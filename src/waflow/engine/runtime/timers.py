@@ -20,6 +20,7 @@ from datetime import datetime
 from sqlalchemy import select, text
 
 from waflow.engine.runtime import events
+from waflow.engine.runtime.loop import BackgroundLoop
 from waflow.engine.runtime.worker import Clock
 from waflow.store import Store
 from waflow.store.dialect import is_postgres
@@ -33,36 +34,17 @@ log = logging.getLogger(__name__)
 timers = TimerRepository()
 
 
-class TimerScheduler:
+class TimerScheduler(BackgroundLoop):
+    task_name = "waflow-timer-scheduler"
+
     def __init__(self, store: Store, *, clock: Clock = utcnow, interval: float = 0.2, batch: int = 500) -> None:
+        super().__init__()
         self.store = store
         self.clock = clock
         self.interval = interval
         self.batch = batch
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
         self.fired = 0
         self.on_fired: Callable[[], None] | None = None  # events were written: wake the engine worker
-
-    async def __aenter__(self) -> TimerScheduler:
-        self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._stopping.clear()
-            self._task = asyncio.create_task(self.run(), name="waflow-timer-scheduler")
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def run(self) -> None:
         while not self._stopping.is_set():

@@ -40,6 +40,7 @@ from waflow.engine.runtime.config import EngineConfig
 from waflow.engine.runtime.contacts import ContactBusy, lock_contact, lock_contact_id
 from waflow.engine.runtime.deploy import FlowCatalog
 from waflow.engine.runtime.dispatch import BLOCKED, Dispatcher
+from waflow.engine.runtime.loop import BackgroundLoop
 from waflow.engine.runtime.session import Machine
 from waflow.engine.runtime.state import SessionBook, load_active
 from waflow.engine.runtime.turn import HttpJob, Turn, flush_outbox
@@ -63,9 +64,11 @@ def _event(row: Any) -> InboundEventRecord:
     return InboundEventRecord(**row._mapping)
 
 
-class EngineWorker:
+class EngineWorker(BackgroundLoop):
     """Runs flows for the inbox's events. `async with EngineWorker(store) as worker:` runs it in the background;
     `await worker.run_once()` does one round (tests, benchmarks)."""
+
+    task_name = "waflow-engine-worker"
 
     def __init__(
         self,
@@ -77,6 +80,7 @@ class EngineWorker:
         http_client: httpx.AsyncClient | None = None,
         catalog: FlowCatalog | None = None,
     ) -> None:
+        super().__init__()
         self.store = store
         self.config = config or EngineConfig()
         self.clock = clock
@@ -88,8 +92,6 @@ class EngineWorker:
         self._http_tasks: set[asyncio.Task[None]] = set()
         self._http_slots = asyncio.Semaphore(self.config.http_concurrency)
         self._busy: set[GroupKey] = set()  # contacts with an HTTP call of this worker in flight
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
         self._last_maintenance = 0.0
         self._wake = asyncio.Event()
         self._idle = False  # the last round found nothing: look before taking the write lock
@@ -99,25 +101,8 @@ class EngineWorker:
 
     # --- lifecycle ---
 
-    async def __aenter__(self) -> EngineWorker:
-        self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._stopping.clear()
-            self._task = asyncio.create_task(self.run(), name="waflow-engine-worker")
-
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         for task in list(self._http_tasks):
             task.cancel()
         if self._http_tasks:
