@@ -1,7 +1,7 @@
 """Signed webhooks ingested durably: events/s and p50/p99 latency at 64 connections, statuses applied.
 
     python -m bench.webhooks_ingest [--rounds 3] [--seconds 4] [--concurrency 64] [--per-post 10]
-                                    [--backends sqlite,postgresql] [--modes processor] [--no-pywa]
+                                    [--backends sqlite,postgresql] [--modes default] [--no-pywa] [--no-closed]
                                     [--rates 800x10,3000x1]
 
 The server runs in its own process (`python -m waflow.webhooks`: uvicorn, httptools, uvloop, no
@@ -16,7 +16,8 @@ Payloads: delivery statuses of messages that exist in the outbox (the bench seed
 so the status processor really applies them (advances the message, writes the history);
 and one inbound text message per POST.
 
-Two kinds of run, each with the status processor ON (mode `processor`, the real configuration):
+Two kinds of run, each in waflow's own configuration (mode `default`: statuses applied in the
+inbox commit on SQLite, by the in-process status processor on PostgreSQL; `--modes` forces one):
 
 - closed loop: 64 connections send back to back; maximum throughput. Latency there is
   64 / throughput by Little's law, whatever the server does;
@@ -25,9 +26,9 @@ Two kinds of run, each with the status processor ON (mode `processor`, the real 
   latency is measured from each request's *scheduled* send time, so a stall counts against
   every request it delays (no coordinated omission).
 
-After each run the bench counts the status events still pending in the inbox (the processor's
-backlog) and how long it takes to reach zero once the load stops: "bounded" means the backlog
-at the end of a round stays under one second of offered statuses. The same payloads go to a
+After each run the bench counts the status events still pending in the inbox (the backlog) and
+how long it takes to reach zero once the load stops: "bounded" means the backlog at the end of a
+round stays under one second of offered statuses. The same payloads go to a
 FastAPI app using pywa's webhook handling (`bench/webhooks_pywa_app.py`: signature check,
 handlers that do nothing, nothing stored) in the same run, and the ratio is printed. Figures
 are medians over the rounds.
@@ -324,8 +325,9 @@ async def server(argv: list[str], env: dict[str, str]) -> AsyncIterator[int]:
 
 def waflow_argv(url: str, mode: str) -> tuple[list[str], dict[str, str]]:
     cfg: dict[str, Any] = {"numbers": {PNID: {"app_secret": SECRET, "verify_token": TOKEN, "waba_id": WABA}}}
-    cfg["apply_statuses_inline"] = mode == "inline"
-    cfg["status_processor"] = mode == "processor"
+    if mode in ("inline", "processor"):
+        cfg["apply_statuses_inline"] = mode == "inline"  # else: waflow's default for the database
+    cfg["status_processor"] = mode != "ingest"
     return (["-m", "waflow.webhooks", "--path", "/webhook", "--database-url", url],
             {"WAFLOW_WEBHOOK_CONFIG": json.dumps(cfg)})
 
@@ -444,12 +446,11 @@ def _parse_rates(text: str) -> list[tuple[float, int]]:
 
 
 async def run(args: argparse.Namespace) -> None:
-    closed_scenarios = [Scenario("statuses", args.per_post), Scenario("message", 1)]
+    closed_scenarios = [] if args.no_closed else [Scenario("statuses", args.per_post), Scenario("message", 1)]
     open_runs = [(Scenario("statuses", per), rate) for rate, per in _parse_rates(args.rates)]
     print(f"webhooks ingest: {args.concurrency} connections, {args.rounds} rounds x {args.seconds:.0f} s "
           f"(+1 s warm-up), medians; {os.cpu_count()} CPUs shared by server, database and load generator "
           "(its own process)", flush=True)
-    next_event = {"statuses": 0, "message": 0}  # event numbers are never reused: every run is new data
     max_rps = {"statuses": 3000.0, "message": 6000.0}  # request budget for closed loops (pre-built)
 
     def budget(scenario: Scenario, rate: float | None) -> int:
@@ -459,6 +460,9 @@ async def run(args: argparse.Namespace) -> None:
     waflow_eps: dict[tuple[str, str], float] = {}
     for backend, mode in [(b, m) for b in args.backends.split(",") for m in args.modes.split(",")]:
         async with database(backend) as url:
+            # event numbers are never reused within a database: every run is new data (the
+            # database is seeded with the messages of events 0..N, so each database starts at 0)
+            next_event = {"statuses": 0, "message": 0}
             db = Db(url)
             total_status = args.rounds * (sum(budget(s, None) for s in closed_scenarios if s.kind == "statuses")
                                           + sum(budget(s, r) for s, r in open_runs))
@@ -474,12 +478,12 @@ async def run(args: argparse.Namespace) -> None:
                         r = await asyncio.to_thread(run_load, port, scenario, first, args.concurrency,
                                                     args.seconds, rate, max_rps[scenario.kind])
                         next_event[scenario.kind] += r.events_used
-                        if mode == "processor":
+                        if mode != "ingest":
                             r.backlog_end, r.drain_s = await _drain_wait(db)
                         results.append(r)
                     answered += sum(r.ok for r in results) * scenario.per_post
                     eps = _line(f"waflow {backend}/{mode}", scenario, results,
-                                backlog=mode == "processor" and scenario.kind == "statuses")
+                                backlog=mode != "ingest" and scenario.kind == "statuses")
                     if rate is None:
                         waflow_eps[(backend, scenario.name)] = eps
             inbox, history, read = await db.counts()
@@ -489,6 +493,7 @@ async def run(args: argparse.Namespace) -> None:
     if args.no_pywa:
         return
     argv, env = pywa_argv()
+    next_event = {"statuses": 0, "message": 0}
     async with server(argv, env) as port:
         for scenario in closed_scenarios:
             results = []
@@ -516,10 +521,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="open-loop runs: <POSTs/s>x<statuses per POST>, comma-separated ('' for none)")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--no-pywa", action="store_true")
-    parser.add_argument("--modes", default="processor",
-                        help="processor: in-process StatusProcessor applies statuses (the real configuration); "
-                             "ingest: statuses left pending (for a separate worker); inline: applied in the "
-                             "inbox transaction")
+    parser.add_argument("--no-closed", action="store_true", help="only the open-loop runs")
+    parser.add_argument("--modes", default="default",
+                        help="default: waflow's configuration (statuses applied inline on SQLite, by the "
+                             "in-process StatusProcessor on PostgreSQL); inline / processor: force one; "
+                             "ingest: statuses left pending (for a separate worker)")
     args = parser.parse_args(argv)
     try:
         import uvloop

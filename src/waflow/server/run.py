@@ -12,6 +12,7 @@ import uvicorn
 
 from waflow.config import Settings
 from waflow.logging import configure_logging, uvicorn_log_config
+from waflow.process import settle_heap
 from waflow.server.app import ServeApp, create_app
 from waflow.server.lifecycle import Lifecycle
 from waflow.server.parts import build_parts
@@ -51,6 +52,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         http="httptools",
         loop="uvloop",
     )
+    settle_heap()
     _Server(config).run()
 
 
@@ -64,6 +66,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     lifecycle = Lifecycle(build_parts(settings, "worker"))
     try:
         await lifecycle.start()
+        settle_heap()
         await stop.wait()
         log.info("stopping: finishing the work in flight")
     finally:

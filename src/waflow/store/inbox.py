@@ -20,11 +20,11 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import case, func, literal, select, update
+from sqlalchemy import Text, case, cast, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import EventKind, InboundMessage, StatusUpdate, TemplateStatusUpdate
-from waflow.store.bulk import BulkInsert
+from waflow.store.bulk import BulkInsert, sqlite_call, sqlite_ts
 from waflow.store.dialect import is_postgres
 from waflow.store.tables import inbound_events
 from waflow.store.types import as_utc, utcnow
@@ -244,18 +244,48 @@ class InboxRepository:
 
     async def claim_payloads(
         self, conn: AsyncConnection, kind: EventKind | str, limit: int = 1000
-    ) -> list[tuple[int, dict[str, Any]]]:
-        """`claim_pending` reduced to (id, payload): the lean form a bulk consumer (the status
-        processor) needs, without building a record (and parsing two timestamps) per row."""
+    ) -> list[tuple[int, str]]:
+        """`claim_pending` reduced to (id, payload as JSON text): the lean form a bulk consumer (the
+        status processor) needs, without building a record (and parsing two timestamps) or even
+        decoding the JSON (the processor keeps the text as the status's history) per row."""
         stmt = (
-            select(inbound_events.c.id, inbound_events.c.payload)
+            select(inbound_events.c.id, cast(inbound_events.c.payload, Text))
             .where(inbound_events.c.state.in_(OPEN_STATES), inbound_events.c.kind == EventKind(kind).value)
             .order_by(inbound_events.c.id)
             .limit(limit)
         )
         if is_postgres(conn):
-            stmt = stmt.with_for_update(skip_locked=True)
+            stmt = stmt.with_for_update(of=inbound_events, skip_locked=True)
         return [(row[0], row[1]) for row in await conn.execute(stmt)]
+
+    async def take_open(self, conn: AsyncConnection, ids: Sequence[int], at: datetime | None = None) -> set[int]:
+        """Mark those of `ids` that are still open (pending / failed) `done`; the ids it marked.
+
+        This is how a consumer that already holds events in memory (the status processor, handed
+        them by the webhook writer) claims them: an event another consumer took meanwhile is not
+        returned, so it is not applied twice. On PostgreSQL the UPDATE waits for a concurrent
+        claimer's row lock and then re-checks the state.
+        """
+        if not ids:
+            return set()
+        stamp = as_utc(at) if at else utcnow()
+        if conn.dialect.name == "sqlite":
+            wanted = list(ids)
+            marks = ", ".join("?" * len(wanted))
+            sql = (
+                f"UPDATE {inbound_events.name} SET state = 'done', processed_at = ?, error = NULL "
+                f"WHERE id IN ({marks}) AND state IN ('pending', 'failed') RETURNING id"
+            )
+            params = (sqlite_ts(stamp), *wanted)
+            rows = await sqlite_call(conn, lambda db: db.execute(sql, params).fetchall())
+            return {row[0] for row in rows}
+        stmt = (
+            update(inbound_events)
+            .where(inbound_events.c.id.in_(list(ids)), inbound_events.c.state.in_(OPEN_STATES))
+            .values(state="done", processed_at=stamp, error=None)
+            .returning(inbound_events.c.id)
+        )
+        return set((await conn.execute(stmt)).scalars())
 
     async def pending_for_contact(
         self,

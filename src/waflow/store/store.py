@@ -41,16 +41,20 @@ class _WriteGate:
     100 ms between retries: measured under the ingest bench, that turned a 2 ms commit into
     100-500 ms answers. Here a writer waits on an asyncio future and gets the lock the moment the
     previous one commits. Foreground writers go before `background` ones (the status processor
-    must never delay the 200 of a webhook). A task that already holds the gate passes through, so
+    must never delay the 200 of a webhook), unless a background writer has waited
+    `BACKGROUND_MAX_WAIT_S`: under a saturating load the foreground queue is never empty, and
+    background work that never runs is a backlog that only grows. A task that already holds the gate passes through, so
     nested `begin()` calls behave as before (SQLite itself then refuses the inner one). Other
     processes are still arbitrated by SQLite's `busy_timeout`.
     """
 
+    BACKGROUND_MAX_WAIT_S = 0.05
+
     def __init__(self) -> None:
         self._owner: asyncio.Task[Any] | None = None
         self._depth = 0
-        self._front: collections.deque[tuple[asyncio.Task[Any], asyncio.Future[None]]] = collections.deque()
-        self._back: collections.deque[tuple[asyncio.Task[Any], asyncio.Future[None]]] = collections.deque()
+        self._front: collections.deque[tuple[asyncio.Task[Any], asyncio.Future[None], float]] = collections.deque()
+        self._back: collections.deque[tuple[asyncio.Task[Any], asyncio.Future[None], float]] = collections.deque()
 
     @property
     def foreground_waiting(self) -> bool:
@@ -65,9 +69,10 @@ class _WriteGate:
         if self._owner is None and not self._front and (not background or not self._back):
             self._owner, self._depth = task, 1
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         queue = self._back if background else self._front
-        entry = (task, fut)
+        entry = (task, fut, loop.time())
         queue.append(entry)
         try:
             await fut
@@ -83,9 +88,12 @@ class _WriteGate:
         if self._depth:
             return
         self._owner = None
-        for queue in (self._front, self._back):
+        order = (self._front, self._back)
+        if self._back and asyncio.get_running_loop().time() - self._back[0][2] > self.BACKGROUND_MAX_WAIT_S:
+            order = (self._back, self._front)
+        for queue in order:
             while queue:
-                task, fut = queue.popleft()
+                task, fut, _since = queue.popleft()
                 if fut.done():
                     continue
                 self._owner, self._depth = task, 1

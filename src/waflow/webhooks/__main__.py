@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import logging
 
+from waflow.process import settle_heap
 from waflow.store import Store
 from waflow.store.engine import default_url
 from waflow.webhooks.app import create_webhook_app
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.upgrade:
         asyncio.run(_upgrade(store))
     app = create_webhook_app(config, store, path=args.path)
+    settle_heap()
     uvicorn.run(
         app,
         host=args.host,

@@ -62,8 +62,9 @@ class WebhookReceiver:
         self.path = path
         self.verifier = SignatureVerifier(config)
         self.writer = InboxWriter(self._commit, max_events=config.batch_max_events, linger_s=config.batch_linger_s)
-        run_processor = config.status_processor and not config.apply_statuses_inline
-        self.status_processor = StatusProcessor(store) if run_processor else None
+        inline = config.apply_statuses_inline
+        self.apply_statuses_inline = store.dialect == "sqlite" if inline is None else inline
+        self.status_processor = StatusProcessor(store) if config.status_processor else None
         # called once a webhook's events are durable (before its 200), with what was stored: the process
         # hosting the receiver wakes the parts that consume them (`waflow serve`: the engine, on new messages)
         self.on_stored: Callable[[WriteOutcome], None] | None = None
@@ -97,8 +98,23 @@ class WebhookReceiver:
             await self.stop()
 
     async def _commit(self, requests: Sequence[WriteRequest]) -> list[WriteOutcome]:
+        try:
+            outcomes = await self._write(requests, apply_statuses=self.apply_statuses_inline)
+        except Exception as exc:
+            if not self.apply_statuses_inline:
+                raise
+            # Storing the events must not depend on applying them: keep them pending for the processor.
+            log.error("applying statuses in the inbox commit failed (%s); storing them pending", type(exc).__name__)
+            outcomes = await self._write(requests, apply_statuses=False)
+        if self.status_processor is not None:
+            # committed: hand the pending statuses over in commit order (no read-back, no re-parse)
+            for outcome in outcomes:
+                self.status_processor.offer(outcome.statuses)
+        return outcomes
+
+    async def _write(self, requests: Sequence[WriteRequest], *, apply_statuses: bool) -> list[WriteOutcome]:
         async with self.store.begin() as conn:
-            return await write_requests(self.store, conn, requests, apply_statuses=self.config.apply_statuses_inline)
+            return await write_requests(self.store, conn, requests, apply_statuses=apply_statuses)
 
     # -- GET: verification handshake ------------------------------------------------------
 
@@ -190,8 +206,6 @@ class WebhookReceiver:
             log.error("webhook not stored (%s); answering 500 so Meta retries", type(exc).__name__)
             return 500, b"Internal Server Error"
         metrics.RECEIVED_OK.inc()
-        if self.status_processor is not None and outcome.by_kind.get(("status", True)):
-            self.status_processor.notify()
         if self.on_stored is not None:
             try:
                 self.on_stored(outcome)

@@ -47,12 +47,15 @@ class WebhookConfig(BaseModel):
     # lingering up to `batch_linger_s` for more while it holds fewer than `batch_max_events`
     batch_max_events: int = Field(default=5000, gt=0)
     batch_linger_s: float = Field(default=0.0, ge=0, le=1)
-    # Delivery statuses: applied in the inbox transaction (inline) or left pending for a
-    # `StatusProcessor`. Measured (bench/webhooks_ingest.py): applying costs ~140 µs per status,
-    # ~6x the insert, so inline application caps ingest well below the goal; the default leaves
-    # them to the processor, which `create_webhook_app` runs beside the endpoint unless
-    # `status_processor` is False (e.g. when `waflow worker` processes run it).
-    apply_statuses_inline: bool = False
+    # Delivery statuses: applied in the inbox transaction (inline, before the 200) or left pending
+    # for the `StatusProcessor`. None (the default) picks by database, from
+    # `bench/webhooks_ingest.py`: on SQLite inline (one writer: a second transaction per batch
+    # only adds an fsync and a wait for the write lock; under saturation inline kept every
+    # status applied while the processor fell behind), on PostgreSQL the processor (the inline
+    # statements' round trips halved ingest there). Either way the processor runs (unless
+    # `status_processor` is False, e.g. when `waflow worker` processes run it) for what the
+    # endpoint left pending: statuses whose inline application failed, a backlog at start.
+    apply_statuses_inline: bool | None = None
     status_processor: bool = True
 
     @classmethod

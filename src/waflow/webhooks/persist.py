@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -53,11 +54,21 @@ class DeadLetterRequest:
 WriteRequest = InboxRequest | DeadLetterRequest
 
 
+class PendingStatus(NamedTuple):
+    """A status event just stored `pending`: its inbox id, the parsed event and the JSON stored
+    (handed to the `StatusProcessor` so it need not read and parse it back)."""
+
+    event_id: int
+    update: StatusUpdate
+    payload_json: str
+
+
 @dataclass(slots=True)
 class WriteOutcome:
     new: int = 0
     duplicate: int = 0
     by_kind: dict[tuple[str, bool], int] = field(default_factory=dict)  # (kind, new) → count
+    statuses: list[PendingStatus] = field(default_factory=list)  # new status events left pending
 
 
 def _row(ev: ParsedEvent, received_at: datetime) -> InboxRow:
@@ -105,14 +116,19 @@ async def write_requests(
     ids = await store.inbox.insert_rows(conn, rows)
     statuses: list[StatusUpdate] = []
     applied_ids: list[int] = []
+    applied_json: list[str] = []
     contacts: dict[tuple[str, str], tuple[ContactRef, datetime]] = {}
-    for (i, ev), row_id in zip(owners, ids, strict=True):
+    for (i, ev), row, row_id in zip(owners, rows, ids, strict=True):
         _count(outcomes[i], ev.kind, new=row_id is not None)
         if row_id is None:
             continue
-        if ev.kind is EventKind.STATUS and apply_statuses and isinstance(ev.event, StatusUpdate):
-            statuses.append(ev.event)
-            applied_ids.append(row_id)
+        if ev.kind is EventKind.STATUS and isinstance(ev.event, StatusUpdate):
+            if apply_statuses:
+                statuses.append(ev.event)
+                applied_ids.append(row_id)
+                applied_json.append(row.payload_json)
+            else:
+                outcomes[i].statuses.append(PendingStatus(row_id, ev.event, row.payload_json))
         elif ev.kind is EventKind.MESSAGE and isinstance(ev.event, InboundMessage):
             msg = ev.event
             key = (msg.phone_number_id, msg.contact.key)
@@ -122,7 +138,7 @@ async def write_requests(
     for (pnid, _key), (contact, at) in contacts.items():
         await store.contacts.upsert_from_inbound(conn, pnid, contact, at)
     if statuses:
-        await store.statuses.apply_many(conn, statuses)
+        await store.statuses.apply_many(conn, statuses, raw_json=applied_json)
         await store.inbox.mark_done(conn, applied_ids, at=requests[0].received_at)
     return outcomes
 
@@ -136,4 +152,4 @@ def _count(outcome: WriteOutcome, kind: EventKind, *, new: bool) -> None:
     outcome.by_kind[key] = outcome.by_kind.get(key, 0) + 1
 
 
-__all__ = ["DeadLetterRequest", "InboxRequest", "WriteOutcome", "WriteRequest", "write_requests"]
+__all__ = ["DeadLetterRequest", "InboxRequest", "PendingStatus", "WriteOutcome", "WriteRequest", "write_requests"]
