@@ -19,7 +19,7 @@ the rows' ids in parameter order.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ from sqlalchemy import Boolean, Table, text
 from sqlalchemy import exc as exc_mod
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from waflow.store.engine import OneHopConnection
 from waflow.store.types import UTCDateTime
 
 T = TypeVar("T")
@@ -58,6 +59,38 @@ async def sqlite_call(conn: AsyncConnection, fn: Callable[[sqlite3.Connection], 
     except sqlite3.Error as exc:
         # the same exception classes SQLAlchemy raises for its own statements (IntegrityError, ...)
         raise exc_mod.DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+    return result
+
+
+class SuspendedError(RuntimeError):
+    """Work given to `in_one_hop` waited on something other than the database."""
+
+
+async def in_one_hop(conn: AsyncConnection, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """`await work()` — database work on `conn` only — in ONE hand-off to SQLite's thread.
+
+    The coroutine is driven on the thread of `conn`'s aiosqlite connection (`OneHopConnection`),
+    where each statement it awaits runs at once, so it completes without ever suspending: the
+    whole unit costs one thread hand-off instead of one per statement. `work` must await nothing
+    but the store (no network, no sleeps, no locks): if it suspends, `SuspendedError` is raised
+    and the caller's transaction rolls back. On PostgreSQL (or another driver) it is just awaited.
+    """
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    if not isinstance(driver, OneHopConnection):
+        return await work()
+
+    def drive() -> T:
+        coro = work()
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        coro.close()
+        raise SuspendedError("in_one_hop: the work awaited something other than the database")
+
+    result: T = await driver._execute(drive)
     return result
 
 

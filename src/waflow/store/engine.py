@@ -11,9 +11,13 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
@@ -63,7 +67,7 @@ def create_engine(url: str | URL, *, echo: bool = False, pool_size: int | None =
     kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.get_backend_name() == "sqlite":
         Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        kwargs["async_creator"] = _sqlite_connector(url.database or "")
         if pool_size is not None:
             kwargs["pool_size"] = pool_size
         engine = create_async_engine(url, **kwargs)
@@ -73,6 +77,34 @@ def create_engine(url: str | URL, *, echo: bool = False, pool_size: int | None =
     if pool_size is not None:
         kwargs["pool_size"] = pool_size
     return create_async_engine(url, **kwargs)
+
+
+class OneHopConnection(aiosqlite.Connection):
+    """aiosqlite's connection, which can also run a whole unit of work on its own thread.
+
+    aiosqlite hands each statement to the connection's thread and back: on a busy event loop
+    each hand-off cost ~0.6 ms (measured in the webhook writer: BEGIN alone took 0.7 ms at
+    p50), so a transaction of eight statements spent most of its time commuting.
+    `waflow.store.bulk.in_one_hop` runs a coroutine of database work on the thread instead;
+    its statements land here and run at once, where the connection lives.
+    """
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is self._thread:
+            return fn(*args, **kwargs)
+        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def _sqlite_connector(path: str) -> Callable[[], Awaitable[OneHopConnection]]:
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+
+    async def create() -> OneHopConnection:
+        connection = OneHopConnection(connect, iter_chunk_size=64)
+        await connection  # starts its thread and opens the file there
+        return connection
+
+    return create
 
 
 def _setup_sqlite(engine: AsyncEngine) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import EventKind, InboundMessage, StatusUpdate, TemplateStatusUpdate
 from waflow.store.bulk import BulkInsert, sqlite_call, sqlite_ts
-from waflow.store.dialect import is_postgres
+from waflow.store.dialect import is_postgres, one_of
 from waflow.store.tables import inbound_events
 from waflow.store.types import as_utc, utcnow
 
@@ -234,7 +234,7 @@ class InboxRepository:
         On PostgreSQL the rows are locked `FOR UPDATE SKIP LOCKED` until the transaction ends, so
         concurrent workers take disjoint sets; process them and `mark_done` in the same transaction.
         """
-        stmt = select(*_COLUMNS).where(inbound_events.c.state.in_(OPEN_STATES))
+        stmt = select(*_COLUMNS).where(inbound_events.c.state.in_(one_of(OPEN_STATES)))
         if kind is not None:
             stmt = stmt.where(inbound_events.c.kind == EventKind(kind).value)
         stmt = stmt.order_by(inbound_events.c.id).limit(limit)
@@ -250,7 +250,7 @@ class InboxRepository:
         decoding the JSON (the processor keeps the text as the status's history) per row."""
         stmt = (
             select(inbound_events.c.id, cast(inbound_events.c.payload, Text))
-            .where(inbound_events.c.state.in_(OPEN_STATES), inbound_events.c.kind == EventKind(kind).value)
+            .where(inbound_events.c.state.in_(one_of(OPEN_STATES)), inbound_events.c.kind == EventKind(kind).value)
             .order_by(inbound_events.c.id)
             .limit(limit)
         )
@@ -281,7 +281,7 @@ class InboxRepository:
             return {row[0] for row in rows}
         stmt = (
             update(inbound_events)
-            .where(inbound_events.c.id.in_(list(ids)), inbound_events.c.state.in_(OPEN_STATES))
+            .where(inbound_events.c.id.in_(list(ids)), inbound_events.c.state.in_(one_of(OPEN_STATES)))
             .values(state="done", processed_at=stamp, error=None)
             .returning(inbound_events.c.id)
         )
@@ -302,7 +302,7 @@ class InboxRepository:
             .where(
                 inbound_events.c.phone_number_id == phone_number_id,
                 inbound_events.c.contact_key == contact_key,
-                inbound_events.c.state.in_(OPEN_STATES),
+                inbound_events.c.state.in_(one_of(OPEN_STATES)),
             )
             .order_by(inbound_events.c.id)
             .limit(limit)

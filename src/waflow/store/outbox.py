@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import DeliveryStatus, OutboundMessage
 from waflow.store.bulk import BulkInsert
-from waflow.store.dialect import LOCK_CLASS_WAMID, lock_keys
+from waflow.store.dialect import LOCK_CLASS_WAMID, const, lock_keys
 from waflow.store.statuses import (
     AppliedResult,
     Classifier,
@@ -260,7 +260,7 @@ def _is_head() -> Any:
     return ~exists().where(
         earlier.c.phone_number_id == outbound_messages.c.phone_number_id,
         earlier.c.contact_key == outbound_messages.c.contact_key,
-        earlier.c.status == "queued",
+        earlier.c.status == const("queued"),
         earlier.c.id < outbound_messages.c.id,
     )
 
@@ -279,7 +279,7 @@ class DispatchQueries:
         """Whether some queued, unleased row is due: a read that lets an idle dispatcher skip the write
         transaction of `claim_due` (on SQLite that would queue for the single write lock every poll)."""
         o = outbound_messages
-        cond = [o.c.status == "queued", o.c.due_at <= (now or utcnow()), o.c.claimed_by.is_(None)]
+        cond = [o.c.status == const("queued"), o.c.due_at <= (now or utcnow()), o.c.claimed_by.is_(None)]
         if phone_number_ids is not None:
             cond.append(o.c.phone_number_id.in_(list(phone_number_ids)))
         return (await conn.execute(select(o.c.id).where(*cond).limit(1))).first() is not None
@@ -302,7 +302,9 @@ class DispatchQueries:
         """
         now = now or utcnow()
         o = outbound_messages
-        cond = [o.c.status == "queued", o.c.due_at <= now, o.c.claimed_by.is_(None), _is_head(), _campaign_running()]
+        cond = [
+            o.c.status == const("queued"), o.c.due_at <= now, o.c.claimed_by.is_(None), _is_head(), _campaign_running()
+        ]
         if phone_number_ids is not None:
             cond.append(o.c.phone_number_id.in_(list(phone_number_ids)))
         pick = select(o.c.id).where(*cond).order_by(o.c.due_at, o.c.id).limit(limit)
@@ -368,7 +370,7 @@ class DispatchQueries:
             values["outcome_unknown_since"] = func.coalesce(o.c.outcome_unknown_since, as_utc(outcome_unknown_at))
         if error is not None:  # the last error stays visible while the row waits for its retry
             values["error_code"], values["error_class"], values["error_text"] = error
-        stmt = update(o).where(o.c.id == outbound_id, o.c.claimed_by == claimer, o.c.status == "queued")
+        stmt = update(o).where(o.c.id == outbound_id, o.c.claimed_by == claimer, o.c.status == const("queued"))
         result = await conn.execute(stmt.values(values))
         return bool(result.rowcount)
 
@@ -425,6 +427,7 @@ class DispatchQueries:
                 values["error_text"] = bindparam("v_text")
             stmt = (
                 update(o)
+                # "queued" bound, not `const`: an executemany cannot take literal values (and the id picks the row)
                 .where(o.c.id == bindparam("b_id"), o.c.claimed_by == claimer, o.c.status == "queued")
                 .values(values)
             )
@@ -458,7 +461,7 @@ class DispatchQueries:
         o = outbound_messages
         stmt = (
             select(o.c.id, o.c.error_code)
-            .where(o.c.status == "failed", o.c.error_class.is_(None), o.c.error_code.is_not(None))
+            .where(o.c.status == const("failed"), o.c.error_class.is_(None), o.c.error_code.is_not(None))
             .limit(limit)
         )
         return [(int(r.id), int(r.error_code)) for r in await conn.execute(stmt)]
@@ -474,14 +477,16 @@ class DispatchQueries:
     async def waiting_counts(self, conn: AsyncConnection) -> dict[str, int]:
         """Queued rows per waiting reason (`""` for rows simply due)."""
         o = outbound_messages
-        stmt = select(o.c.waiting_reason, func.count()).where(o.c.status == "queued").group_by(o.c.waiting_reason)
+        stmt = (
+            select(o.c.waiting_reason, func.count()).where(o.c.status == const("queued")).group_by(o.c.waiting_reason)
+        )
         return {(r[0] or ""): int(r[1]) for r in await conn.execute(stmt)}
 
     async def park_campaign(self, conn: AsyncConnection, campaign_id: int, park: bool) -> int:
         """Pausing parks a campaign's queued rows (waiting_reason 'paused', never due); resuming makes them due."""
         o = outbound_messages
         now = utcnow()
-        base = update(o).where(o.c.campaign_id == campaign_id, o.c.status == "queued", o.c.claimed_by.is_(None))
+        base = update(o).where(o.c.campaign_id == campaign_id, o.c.status == const("queued"), o.c.claimed_by.is_(None))
         if park:
             stmt = base.values(waiting_reason="paused", updated_at=now)
         else:
@@ -490,7 +495,7 @@ class DispatchQueries:
 
 
 def _case_queued(reason: str) -> Any:
-    return case((outbound_messages.c.status == "queued", reason), else_=outbound_messages.c.waiting_reason)
+    return case((outbound_messages.c.status == const("queued"), reason), else_=outbound_messages.c.waiting_reason)
 
 
 class OutboxRepository(DispatchQueries):
@@ -760,7 +765,7 @@ class OutboxRepository(DispatchQueries):
         return int((await conn.execute(stmt)).scalar_one())
 
     async def queued_count(self, conn: AsyncConnection, phone_number_id: str | None = None) -> int:
-        stmt = select(func.count()).select_from(outbound_messages).where(outbound_messages.c.status == "queued")
+        stmt = select(func.count()).select_from(outbound_messages).where(outbound_messages.c.status == const("queued"))
         if phone_number_id is not None:
             stmt = stmt.where(outbound_messages.c.phone_number_id == phone_number_id)
         return int((await conn.execute(stmt)).scalar_one())

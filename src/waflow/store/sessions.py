@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from waflow.store.dialect import locking
+from waflow.store.dialect import const, locking
 from waflow.store.tables import sessions
 from waflow.store.types import utcnow
 
@@ -95,7 +95,7 @@ class SessionRepository:
         self, conn: AsyncConnection, contact_id: int, *, lock: bool = False
     ) -> SessionRecord | None:
         """The contact's session that has not ended, if any (`lock`: FOR UPDATE on PostgreSQL)."""
-        stmt = select(*_COLUMNS).where(sessions.c.contact_id == contact_id, sessions.c.state != "ended")
+        stmt = select(*_COLUMNS).where(sessions.c.contact_id == contact_id, sessions.c.state != const("ended"))
         if lock:
             stmt = locking(conn, stmt)
         row = (await conn.execute(stmt)).first()
@@ -129,7 +129,7 @@ class SessionRepository:
             values["step_count"] = sessions.c.step_count + steps
         stmt = (
             update(sessions)
-            .where(sessions.c.id == session_id, sessions.c.state != "ended")
+            .where(sessions.c.id == session_id, sessions.c.state != const("ended"))
             .values(**values)
             .returning(*_COLUMNS)
         )
@@ -143,7 +143,7 @@ class SessionRepository:
         at = at or utcnow()
         stmt = (
             update(sessions)
-            .where(sessions.c.id == session_id, sessions.c.state != "ended")
+            .where(sessions.c.id == session_id, sessions.c.state != const("ended"))
             .values(state="ended", ended_at=at, end_reason=reason, updated_at=at, waiting_for=None)
             .returning(*_COLUMNS)
         )

@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from waflow.providers.cloud import WebhookParseError, parse_webhook
 from waflow.store import Store
+from waflow.store.bulk import in_one_hop
 from waflow.store.types import utcnow
 from waflow.webhooks import metrics
 from waflow.webhooks.body import BodyTooLargeError, read_limited
@@ -114,7 +115,9 @@ class WebhookReceiver:
 
     async def _write(self, requests: Sequence[WriteRequest], *, apply_statuses: bool) -> list[WriteOutcome]:
         async with self.store.begin() as conn:
-            return await write_requests(self.store, conn, requests, apply_statuses=apply_statuses)
+            return await in_one_hop(
+                conn, lambda: write_requests(self.store, conn, requests, apply_statuses=apply_statuses)
+            )
 
     # -- GET: verification handshake ------------------------------------------------------
 

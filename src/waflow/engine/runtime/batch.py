@@ -32,6 +32,7 @@ from waflow.engine.runtime.state import DEFERRED_KEYS, SQLITE_DEFERRED_UPDATE, S
 from waflow.engine.runtime.turn import flush_outbox
 from waflow.store.bulk import sqlite_call, sqlite_ts
 from waflow.store.contacts import ContactRecord
+from waflow.store.dialect import const
 from waflow.store.inbox import InboundEventRecord
 from waflow.store.tables import ENGINE_OPEN_EVENTS, contacts, inbound_events, outbound_messages, sessions
 from waflow.store.types import UTCDateTime
@@ -89,7 +90,7 @@ def _batch_query(limit: int) -> Select[Any]:
     )
     joined = ev.outerjoin(
         contacts, and_(contacts.c.phone_number_id == ev.c.phone_number_id, contacts.c.contact_key == ev.c.contact_key)
-    ).outerjoin(sessions, and_(sessions.c.contact_id == contacts.c.id, sessions.c.state != "ended"))
+    ).outerjoin(sessions, and_(sessions.c.contact_id == contacts.c.id, sessions.c.state != const("ended")))
     columns = [
         *(ev.c[name] for name in _EVENT_FIELDS),
         *(contacts.c[name].label(f"c_{name}") for name in _CONTACT_FIELDS),

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from waflow.store.dialect import is_postgres
+from waflow.store.dialect import const, is_postgres
 from waflow.store.tables import sessions
 
 ACTIVE = ("running", "waiting", "handoff")
@@ -69,7 +69,7 @@ class SessionState:
 
 
 async def load_active(conn: AsyncConnection, contact_id: int, *, lock: bool = False) -> SessionState | None:
-    stmt = select(*_COLUMNS).where(sessions.c.contact_id == contact_id, sessions.c.state != "ended")
+    stmt = select(*_COLUMNS).where(sessions.c.contact_id == contact_id, sessions.c.state != const("ended"))
     if lock and is_postgres(conn):
         stmt = stmt.with_for_update()
     row = (await conn.execute(stmt)).first()
