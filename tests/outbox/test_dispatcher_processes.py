@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from waflow.canonical import DeliveryStatus
+from waflow.outbox import max_in_window
 from waflow.store import Store, build_callback_data
 from waflow.store.tables import send_attempts
 from waflow.store.testing import PostgresUnavailable, services_required, sqlite_url, temporary_postgres_url
@@ -144,8 +145,14 @@ async def _two_processes(store: Store, url: str, outbox_environment_factory: Any
         for t in times:
             hist[int((t - times[0]) * 4)] += 1
         print("per 250 ms:", dict(hist))
-        rate = (len(times) - 1) / (times[-1] - times[0])
-        print(f"combined rate {rate:.1f} msg/s over {times[-1] - times[0]:.2f} s; per process {sent}")
+        # Steady state: from one second in. A process's first sends also open its connection, after their slot
+        # was booked, so they leave late and bunch with the next ones; counted from the very first send, that
+        # shortened span read as 87 msg/s once on a loaded machine while no second held more than 80.
+        steady = [t for t in times if t >= times[0] + 1.0]
+        rate = (len(steady) - 1) / (steady[-1] - steady[0])
+        busiest = max_in_window(round(t * 1_000_000) for t in times)
+        print(f"steady rate {rate:.1f} msg/s over {steady[-1] - steady[0]:.2f} s; per process {sent}; "
+              f"busiest second {busiest}")
         assert 76.0 <= rate <= 84.0, rate
         assert len(sent) == 2 and all(n > 0 for n in sent) and sum(sent) == len(rows), sent
 

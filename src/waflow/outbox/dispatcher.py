@@ -116,7 +116,8 @@ class OutboxDispatcher:
         self._stopping = asyncio.Event()  # stop(): rows still waiting for their turn are handed back
         self._waiting_slot: set[asyncio.Task[object]] = set()  # tasks parked on the throughput limiter
         self._more = asyncio.Event()  # rows may have become claimable: enqueued, or a commit settled a head
-        self.recorder.on_commit.extend((self._more, self._wake))
+        self._committed = asyncio.Event()  # the recorder committed a group (drain re-checks at once)
+        self.recorder.on_commit.extend((self._more, self._wake, self._committed))
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -168,11 +169,16 @@ class OutboxDispatcher:
         async with asyncio.timeout(timeout):
             while True:
                 await self.recorder.flush()
+                self._committed.clear()
                 async with self.store.read() as conn:
                     queued = await self.store.outbox.queued_count(conn)
                 if queued == 0 and self._in_flight == 0:
                     return
-                await asyncio.sleep(0.05)
+                # The last outcomes settle with a commit: look again right after one instead of up to a poll
+                # interval later (rows coming due without a commit are caught by the timeout).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.05):
+                        await self._committed.wait()
 
     # -- claiming ----------------------------------------------------------------------------------
 

@@ -72,7 +72,8 @@ async def in_one_hop(conn: AsyncConnection, work: Callable[[], Coroutine[Any, An
     The coroutine is driven on the thread of `conn`'s aiosqlite connection (`OneHopConnection`),
     where each statement it awaits runs at once, so it completes without ever suspending: the
     whole unit costs one thread hand-off instead of one per statement. `work` must await nothing
-    but the store (no network, no sleeps, no locks): if it suspends, `SuspendedError` is raised
+    but the store (no network, no sleeps, no locks): on that thread there is no event loop, so
+    such an await fails — `SuspendedError` for a bare yield, the awaitable's own error otherwise —
     and the caller's transaction rolls back. On PostgreSQL (or another driver) it is just awaited.
     """
     raw = await conn.get_raw_connection()

@@ -231,6 +231,9 @@ class InboxRepository:
     ) -> list[InboundEventRecord]:
         """The oldest open (pending / failed) events, of `kind` if given, in id order.
 
+        With a `kind` a partial index serves it; without one (the demo's tool) it walks the table in
+        id order past every done event: fine for a small inbox, not for a hot path.
+
         On PostgreSQL the rows are locked `FOR UPDATE SKIP LOCKED` until the transaction ends, so
         concurrent workers take disjoint sets; process them and `mark_done` in the same transaction.
         """
