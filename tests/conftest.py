@@ -35,3 +35,14 @@ async def store(store_url: str) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """An upgraded store on a SQLite file (for what only SQLite has: the write gate, the one-hop writes)."""
+    store = Store.open(sqlite_url(tmp_path))
+    await store.upgrade()
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -151,7 +151,6 @@ def check_throughput() -> CheckThroughput:
 # ---------------------------------------------------------------------------------------------------------------
 
 from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from sqlalchemy import select  # noqa: E402
@@ -162,7 +161,6 @@ from waflow.emulator import EmulatorConfig, EmulatorHandle, TemplateSeed, run_em
 from waflow.outbox import DispatcherConfig, OutboxDispatcher, RetryPolicy, make_limiters  # noqa: E402
 from waflow.store import OutboundRecord, Store  # noqa: E402
 from waflow.store.tables import contacts  # noqa: E402
-from waflow.store.testing import sqlite_url  # noqa: E402
 from waflow.webhooks import WebhookConfig, create_webhook_app  # noqa: E402
 
 PNID = "106540352242922"
@@ -267,16 +265,6 @@ async def outbox_environment(store: Store, **emu_kw: Any) -> AsyncIterator[Outbo
             finally:
                 for c in env.clients:
                     await c.aclose()
-
-
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store.open(sqlite_url(tmp_path))
-    await store.upgrade()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -16,23 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from waflow.store import NewInboundEvent, Store
 from waflow.store.bulk import SuspendedError, in_one_hop
 from waflow.store.tables import inbound_events
-from waflow.store.testing import sqlite_url
 
 from .helpers import at, message
 
 
 def event(key: str) -> NewInboundEvent:
     return NewInboundEvent.from_message(message(key), at(0))
-
-
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store.open(sqlite_url(tmp_path))
-    await store.upgrade()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def stored_keys(store: Store) -> list[str]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import func, select
@@ -13,19 +12,8 @@ from sqlalchemy import func, select
 from waflow.store import NewInboundEvent, Store
 from waflow.store.store import _WriteGate
 from waflow.store.tables import inbound_events
-from waflow.store.testing import sqlite_url
 
 from .helpers import at, message
-
-
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store.open(sqlite_url(tmp_path))
-    await store.upgrade()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def insert(store: Store, key: str, *, background: bool = False) -> None:

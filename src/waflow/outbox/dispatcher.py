@@ -64,7 +64,7 @@ class DispatcherConfig:
     tier_scope: str | None = None  # tier counted per this key (portfolio id); default: the phone number id
     tier_recheck_s: float = 60.0
     check_templates: bool = True
-    strict_throughput: bool = True  # never bunch sends after a late wake-up (False: full throughput, may bunch)
+    strict_throughput: bool = False  # True: never bunch sends after a late wake-up, at the cost of throughput
     maintenance_s: float = 1.0
     dispatcher_id: str = field(default_factory=_default_id)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
