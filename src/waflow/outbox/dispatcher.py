@@ -31,6 +31,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from waflow.canonical import OutboundMessage
 from waflow.cloudapi.client import CloudAPIClient
 from waflow.cloudapi.errors import THROTTLING_CODES
@@ -42,6 +44,7 @@ from waflow.outbox.retry import PAIR_RATE_CODE, RetryPolicy, Verdict, classify_c
 from waflow.outbox.templates import TemplateCache
 from waflow.outbox.window import check_window
 from waflow.store import Store, build_callback_data, utcnow
+from waflow.store.bulk import in_one_hop
 from waflow.store.campaigns import CampaignRepository
 from waflow.store.outbox import ClaimedRow
 
@@ -235,19 +238,21 @@ class OutboxDispatcher:
         async with self.store.read() as conn:
             if not await self.store.outbox.any_due(conn, phone_number_ids=list(self.clients)):
                 return []
-        async with self.store.begin() as conn:
+
+        async def claim(conn: AsyncConnection) -> list[_Claimed]:
             rows = await self.store.outbox.claim_due(
                 conn, self.claimer, limit=limit, lease=timedelta(seconds=self.config.lease_s),
                 phone_number_ids=list(self.clients),
             )
-            if not rows:
-                return []
             last: dict[tuple[str, str], datetime | None] = {}
             for number in {r.record.phone_number_id for r in rows}:
                 keys = [r.record.contact_key for r in rows if r.record.phone_number_id == number]
                 for key, at in (await self.store.outbox.last_inbound_times(conn, number, keys)).items():
                     last[(number, key)] = at
-        return [_Claimed(r, last.get((r.record.phone_number_id, r.record.contact_key))) for r in rows]
+            return [_Claimed(r, last.get((r.record.phone_number_id, r.record.contact_key))) for r in rows]
+
+        async with self.store.begin() as conn:
+            return await in_one_hop(conn, lambda: claim(conn))  # database work only: one hand-off on SQLite
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()

@@ -16,10 +16,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from waflow.outbox.retry import classify_code
 from waflow.store import Store
+from waflow.store.bulk import in_one_hop
 from waflow.store.dialect import LOCK_CLASS_WAMID, lock_keys
-from waflow.store.outbox import Acceptance, AttemptRow, Failure, Release
+from waflow.store.outbox import Acceptance, AcceptedBatch, AttemptRow, Failure, Release
 
 log = logging.getLogger("waflow.outbox")
 
@@ -160,7 +163,8 @@ class Recorder:
         delay = 0.05
         while True:
             try:
-                async with self.store.begin() as conn:
+
+                async def write(conn: AsyncConnection) -> tuple[list[int | None], AcceptedBatch, list[bool | None]]:
                     # Status appliers take the wamid advisory locks before any row lock; so do we, for the whole
                     # batch at once (sorted, one statement), before the attempts' UPDATE locks the rows.
                     await lock_keys(conn, LOCK_CLASS_WAMID, wamids)
@@ -174,6 +178,11 @@ class Recorder:
                         again.append(Release(oid, finished[oid], None))
                     failed_now = await repo.record_failed_many(conn, failed)
                     await repo.release_many(conn, self.claimer, again)
+                    return numbers, done, failed_now
+
+                async with self.store.begin() as conn:
+                    # database work only: on SQLite it runs on the connection's thread in one hand-off
+                    numbers, done, failed_now = await in_one_hop(conn, lambda: write(conn))
                 lost = {a.outbound_id for a, n in zip(attempts, numbers, strict=True) if n is None}
                 lost.update(done.missing)
                 lost.update(f.outbound_id for f, ok in zip(failed, failed_now, strict=True) if ok is None)
