@@ -24,7 +24,7 @@ from sqlalchemy import Text, case, cast, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import EventKind, InboundMessage, StatusUpdate, TemplateStatusUpdate
-from waflow.store.bulk import BulkInsert, sqlite_call, sqlite_ts
+from waflow.store.bulk import BulkInsert
 from waflow.store.dialect import is_postgres, one_of
 from waflow.store.tables import inbound_events
 from waflow.store.types import as_utc, utcnow
@@ -271,21 +271,10 @@ class InboxRepository:
         """
         if not ids:
             return set()
-        stamp = as_utc(at) if at else utcnow()
-        if conn.dialect.name == "sqlite":
-            wanted = list(ids)
-            marks = ", ".join("?" * len(wanted))
-            sql = (
-                f"UPDATE {inbound_events.name} SET state = 'done', processed_at = ?, error = NULL "
-                f"WHERE id IN ({marks}) AND state IN ('pending', 'failed') RETURNING id"
-            )
-            params = (sqlite_ts(stamp), *wanted)
-            rows = await sqlite_call(conn, lambda db: db.execute(sql, params).fetchall())
-            return {row[0] for row in rows}
         stmt = (
             update(inbound_events)
             .where(inbound_events.c.id.in_(list(ids)), inbound_events.c.state.in_(one_of(OPEN_STATES)))
-            .values(state="done", processed_at=stamp, error=None)
+            .values(state="done", processed_at=as_utc(at) if at else utcnow(), error=None)
             .returning(inbound_events.c.id)
         )
         return set((await conn.execute(stmt)).scalars())

@@ -29,7 +29,7 @@ from waflow.store.bulk import BulkInsert, sqlite_call, sqlite_ts
 from waflow.store.dialect import LOCK_CLASS_WAMID, lock_keys, locking
 from waflow.store.tables import outbound_messages, status_events
 from waflow.store.transitions import STATE_COLUMNS, MessageState
-from waflow.store.types import as_utc, utcnow
+from waflow.store.types import UTCDateTime, as_utc, utcnow
 
 CALLBACK_PREFIX = "wf:"
 
@@ -157,37 +157,24 @@ _SQLITE_STATE_UPDATE = (
     + ", ".join(f"{name} = ?" for name in [*_STATE_WRITE_COLUMNS, "updated_at"])
     + " WHERE id = ?"
 )
-# `_write_states_sqlite` builds its rows in this column order
-if _STATE_WRITE_COLUMNS != ["status", "provider_message_id", "accepted_at", "sent_at", "delivered_at", "read_at",
-                            "played_at", "failed_at", "error_code", "error_class", "error_text",
-                            "outcome_unknown_since"]:  # fmt: skip
-    raise ImportError("STATE_COLUMNS changed: update _write_states_sqlite")
+_TIMESTAMP_COLUMNS = frozenset(
+    name for name in _STATE_WRITE_COLUMNS if isinstance(outbound_messages.c[name].type, UTCDateTime)
+)
+
+
+def _sqlite_value(name: str, value: Any) -> Any:
+    if name in _TIMESTAMP_COLUMNS:
+        return sqlite_ts(value)
+    return value.value if isinstance(value, DeliveryStatus) else value
 
 
 async def _write_states_sqlite(conn: AsyncConnection, states: Sequence[MessageState], now: datetime) -> None:
     # SQLAlchemy's executemany binds ~13 values a row through type processors (~6 µs a status in
     # the status processor's profile); here the row is built as SQLite stores it, in one hop.
     stamp = sqlite_ts(now)
-    rows = []
-    for s in states:
-        rows.append(
-            (
-                s.status.value,
-                s.provider_message_id,
-                sqlite_ts(s.accepted_at),
-                sqlite_ts(s.sent_at),
-                sqlite_ts(s.delivered_at),
-                sqlite_ts(s.read_at),
-                sqlite_ts(s.played_at),
-                sqlite_ts(s.failed_at),
-                s.error_code,
-                s.error_class,
-                s.error_text,
-                sqlite_ts(s.outcome_unknown_since),
-                stamp,
-                s.id,
-            )
-        )
+    rows = [
+        (*(_sqlite_value(name, getattr(s, name)) for name in _STATE_WRITE_COLUMNS), stamp, s.id) for s in states
+    ]
     await sqlite_call(conn, lambda db: db.executemany(_SQLITE_STATE_UPDATE, rows))
 
 
