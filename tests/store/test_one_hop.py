@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -151,3 +154,19 @@ async def test_an_exception_in_the_work_propagates_unchanged_and_rolls_back(stor
     assert "no_such_table" in str(db_error.value)
     assert not isinstance(db_error.value, SuspendedError)
     assert await stored_keys(store) == ["msg:wamid.y"]
+
+
+def test_an_unclosed_sqlite_store_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    # SQLAlchemy marks the aiosqlite threads it creates as daemons; the store creates its own (OneHopConnection)
+    script = (
+        "import asyncio\n"
+        "from waflow.store import Store\n"
+        "async def main():\n"
+        f"    store = Store.open({str(tmp_path / 'x.db')!r})\n"
+        "    await store.upgrade()\n"
+        "    async with store.begin():\n"
+        "        pass\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -101,6 +101,9 @@ def _sqlite_connector(path: str) -> Callable[[], Awaitable[OneHopConnection]]:
 
     async def create() -> OneHopConnection:
         connection = OneHopConnection(connect, iter_chunk_size=64)
+        # as SQLAlchemy does for the connections it creates itself: a store left unclosed must not keep
+        # the interpreter from exiting
+        connection._thread.daemon = True
         await connection  # starts its thread and opens the file there
         return connection
 
