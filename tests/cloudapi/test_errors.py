@@ -120,3 +120,11 @@ def test_async_error_from_canonical_error_detail() -> None:
     detail = ErrorDetail(code=131049, title="not delivered", details="ecosystem")
     info = classify_async_error(detail)
     assert info.error_class is ErrorClass.INVALID_RECIPIENT and info.details == "ecosystem"
+
+
+def test_async_error_details_at_the_top_level_are_kept() -> None:
+    """Older payloads put `details` at the error's top level; an `error_data` without details falls back to it."""
+    old = {"code": 131047, "title": "Re-engagement message", "details": "more than 24 hours"}
+    assert classify_async_error(old).details == "more than 24 hours"
+    assert classify_async_error({**old, "error_data": {}}).details == "more than 24 hours"
+    assert classify_async_error({**old, "error_data": {"details": "newer"}}).details == "newer"

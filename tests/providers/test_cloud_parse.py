@@ -10,7 +10,7 @@ import pytest
 
 from waflow.canonical import DeliveryStatus, EventKind, InboundMessage, StatusUpdate, TemplateStatusUpdate
 from waflow.cloudapi.webhook import WebhookPayload
-from waflow.providers.cloud import WebhookParseError, parse_webhook
+from waflow.providers.cloud import RejectedFragment, WebhookParseError, parse_webhook
 
 from . import payloads as P
 
@@ -214,7 +214,6 @@ def test_played_status_and_unknown_status_kept() -> None:
         (b"[1,2]", "body", "expected an object, got an array"),
         (b'{"object":"page","entry":[]}', "object", "expected 'whatsapp_business_account'"),
         (b'{"object":"whatsapp_business_account"}', "entry", "expected an array, got null"),
-        (b'{"object":"whatsapp_business_account","entry":[{"changes":[]}]}', "entry[0].id", "missing"),
     ],
 )
 def test_garbage_names_the_problem(body: bytes, where: str, problem: str) -> None:
@@ -224,19 +223,130 @@ def test_garbage_names_the_problem(body: bytes, where: str, problem: str) -> Non
     assert problem in str(info.value)
 
 
+def rejected_one(doc: dict[str, Any]) -> RejectedFragment:
+    parsed = parse_webhook(P.wire(doc))
+    assert parsed.events == []
+    [fragment] = parsed.rejected
+    return fragment
+
+
 def test_bad_message_fields_name_their_path() -> None:
     doc = P.message("text", {"body": "x"})
     doc["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = "yesterday"
-    with pytest.raises(WebhookParseError, match=r"entry\[0\]\.changes\[0\]\.value\.messages\[0\]\.timestamp"):
-        parse_webhook(P.wire(doc))
+    bad = rejected_one(doc)
+    assert bad.where == "entry[0].changes[0].value.messages[0]"
+    assert bad.problem.startswith("entry[0].changes[0].value.messages[0].timestamp: expected unix seconds")
     doc = P.status("sent")
     del doc["entry"][0]["changes"][0]["value"]["statuses"][0]["id"]
-    with pytest.raises(WebhookParseError, match=r"statuses\[0\]\.id: missing"):
-        parse_webhook(P.wire(doc))
+    bad = rejected_one(doc)
+    assert (bad.where, bad.problem) == ("entry[0].changes[0].value.statuses[0]",
+                                        "entry[0].changes[0].value.statuses[0].id: missing")
     doc = P.status("sent")
     del doc["entry"][0]["changes"][0]["value"]["metadata"]
-    with pytest.raises(WebhookParseError, match=r"value\.metadata: expected an object, got null"):
-        parse_webhook(P.wire(doc))
+    bad = rejected_one(doc)
+    assert bad.where == "entry[0].changes[0]"
+    assert bad.problem == "entry[0].changes[0].value.metadata: expected an object, got null"
+    bad = rejected_one({"object": "whatsapp_business_account", "entry": [{"changes": []}]})
+    assert (bad.where, bad.problem) == ("entry[0]", "entry[0].id: missing")
+
+
+def batch(*changes: dict[str, Any]) -> dict[str, Any]:
+    return {"object": "whatsapp_business_account", "entry": [{"id": P.WABA, "time": 1760000100,
+                                                              "changes": list(changes)}]}
+
+
+def test_one_bad_message_is_rejected_alone() -> None:
+    contacts = [{"profile": {"name": "Ana"}, "wa_id": "34600111222"}, {"profile": {"name": "Bo"}, "wa_id": "34600999"}]
+    msgs = [{"from": "34600111222", "id": f"wamid.M{i}", "timestamp": "1760000000", "type": "text",
+             "text": {"body": f"m{i}"}} for i in range(4)]
+    msgs[2] = {"from": "34600999", "id": "wamid.M2", "timestamp": "1760000000", "text": {"body": "no type"}}
+    doc = batch({"field": "messages", "value": {"messaging_product": "whatsapp", "metadata": P.META,
+                                                "contacts": contacts, "messages": msgs}})
+    parsed = parse_webhook(P.wire(doc))
+    assert [e.dedup_key for e in parsed.events] == ["msg:wamid.M0", "msg:wamid.M1", "msg:wamid.M3"]
+    assert len(parsed.contacts) == 3
+    [bad] = parsed.rejected
+    assert bad.where == "entry[0].changes[0].value.messages[2]"
+    assert bad.problem == "entry[0].changes[0].value.messages[2].type: missing"
+    assert (bad.waba_id, bad.phone_number_id) == (P.WABA, P.PNID)
+    # the fragment's body is a webhook body of its own: the entry, the change, the value's metadata,
+    # the sender's contact and only the rejected message
+    kept = json.loads(bad.body)
+    assert kept == batch({"field": "messages", "value": {"messaging_product": "whatsapp", "metadata": P.META,
+                                                         "contacts": [contacts[1]], "messages": [msgs[2]]}})
+    assert parse_webhook(P.wire(doc)).rejected == parsed.rejected  # the same bytes on every redelivery
+    assert WebhookPayload.model_validate(kept).entry[0].id == P.WABA
+
+
+def test_broken_change_beside_a_good_one() -> None:
+    good = P.status("delivered")["entry"][0]["changes"][0]
+    broken = {"field": "messages", "value": {"messaging_product": "whatsapp", "metadata": P.META,
+                                             "statuses": {"id": "not-an-array"}}}
+    doc = batch(good, broken, {"field": "message_template_status_update", "value": {"event": "APPROVED"}},
+                P.message("text", {"body": "x"}, wamid="wamid.OK")["entry"][0]["changes"][0])
+    parsed = parse_webhook(P.wire(doc))
+    assert [e.dedup_key for e in parsed.events] == ["st:wamid.S1:delivered", "msg:wamid.OK"]
+    assert [(r.where, r.problem) for r in parsed.rejected] == [
+        ("entry[0].changes[1]", "entry[0].changes[1].value.statuses: expected an array, got an object"),
+        ("entry[0].changes[2]", "entry[0].changes[2].value.message_template_id: missing"),
+    ]
+    assert json.loads(parsed.rejected[0].body)["entry"][0]["changes"] == [broken]
+    assert parsed.rejected[0].phone_number_id == P.PNID and parsed.rejected[1].phone_number_id is None
+
+
+def test_broken_entry_and_value_errors_beside_good_ones() -> None:
+    doc = P.message("text", {"body": "x"})
+    doc["entry"].insert(0, "not an entry")
+    doc["entry"].append({"id": P.WABA, "changes": [{"field": "messages", "value": {
+        "metadata": P.META, "errors": [{"title": "no code"}]}}]})
+    parsed = parse_webhook(P.wire(doc))
+    assert [e.dedup_key for e in parsed.events] == ["msg:wamid.M1"]
+    assert [(r.where, r.problem) for r in parsed.rejected] == [
+        ("entry[0]", "entry[0]: expected an object, got a string"),
+        ("entry[2].changes[0].value.errors", "entry[2].changes[0].value.errors[0].code: expected an integer, got null"),
+    ]
+    assert json.loads(parsed.rejected[0].body) == {"object": "whatsapp_business_account", "entry": ["not an entry"]}
+
+
+def test_fragment_too_deep_to_keep_alone_keeps_the_whole_body() -> None:
+    # orjson reads 1024 levels but writes 254, the standard library ~1000: past both, no fragment
+    doc = P.message("text", {"body": "x"})
+    doc["entry"][0]["changes"][0]["value"]["messages"][0]["type"] = "DEEP"
+    raw = P.wire(doc).replace(b'"DEEP"', b"[" * 1010 + b"1" + b"]" * 1010)
+    with pytest.raises(WebhookParseError) as info:
+        parse_webhook(raw)
+    assert info.value.where == "entry[0].changes[0].value.messages[0]"
+    assert "nested too deeply" in str(info.value)
+    # deeper than orjson writes, not than the standard library: still a fragment of its own
+    raw = P.wire(doc).replace(b'"DEEP"', b"[" * 300 + b"1" + b"]" * 300)
+    [bad] = parse_webhook(raw).rejected
+    assert bad.where == "entry[0].changes[0].value.messages[0]" and b"[" * 300 in bad.body
+    # an other-field value too deep even to hash for its dedup key: the whole body, not a crash
+    deep_other = b'{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"x","value":'
+    with pytest.raises(WebhookParseError, match=r"entry\[0\]\.changes\[0\]: .*nested too deeply"):
+        parse_webhook(deep_other + b"[" * 1015 + b"]" * 1015 + b"}]}]}")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        {"code": 131026, "title": "Undeliverable", "error_data": {"details": "new shape"}},
+        {"code": 131026, "title": "Undeliverable", "details": "new shape"},  # older payloads
+        {"code": 131026, "title": "Undeliverable", "error_data": {"details": "new shape"}, "details": "old"},
+        {"code": 131026, "title": "Undeliverable", "error_data": {}, "details": "new shape"},
+    ],
+)
+def test_error_details_at_either_level(error: dict[str, Any]) -> None:
+    [ev] = parse_webhook(P.wire(P.status("failed", errors=[error]))).events
+    assert isinstance(ev.event, StatusUpdate) and ev.event.errors[0].details == "new shape"
+    assert ev.payload["errors"][0]["details"] == "new shape"
+    [ev] = parse_webhook(P.wire(P.message("unsupported", {"type": "poll"}, extra={"errors": [error]}))).events
+    assert isinstance(ev.event, InboundMessage) and ev.event.errors[0].details == "new shape"
+    doc = P.envelope({"messaging_product": "whatsapp", "metadata": P.META, "errors": [error]})
+    [ev] = parse_webhook(P.wire(doc)).events
+    assert ev.kind is EventKind.ERROR and ev.payload["errors"][0]["details"] == "new shape"
+    typed = WebhookPayload.model_validate(doc).entry[0].changes[0].messages_value()
+    assert typed.errors is not None and typed.errors[0].details_text == "new shape"
 
 
 def test_non_ascii_escaped_and_raw_utf8_parse_the_same() -> None:

@@ -1,21 +1,38 @@
-"""Read models for the admin API: lists and timelines over the store's tables (read-only, paged)."""
+"""Read models for the admin API: lists and timelines over the store's tables (read-only, paged).
+
+Every list is a bounded range of an index, newest (or oldest) first, whatever the size of the tables:
+a page never sorts or filters more rows than it shows, give or take the rows its filters skip inside
+one contact's history.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.api import schemas
-from waflow.store import SERVICE_WINDOW, ContactRecord, OutboundHistory, OutboundRecord, SessionRecord, utcnow
+from waflow.store import (
+    SERVICE_WINDOW,
+    ContactRecord,
+    ContactRepository,
+    OutboundHistory,
+    OutboundRecord,
+    SessionRecord,
+    SessionRepository,
+    utcnow,
+)
+from waflow.store.dialect import const
 from waflow.store.outbox import OUTBOUND_COLUMNS
-from waflow.store.tables import contacts, inbound_events, outbound_messages, sessions
+from waflow.store.sessions import HistoryKey, HistoryRow
+from waflow.store.tables import CONTACTS_LISTED, contacts, outbound_messages
 from waflow.store.types import as_utc
 
 _CONTACT_COLUMNS = [contacts.c[name] for name in ContactRecord.__slots__]
-_SESSION_COLUMNS = [sessions.c[name] for name in SessionRecord.__slots__]
+_sessions = SessionRepository()
+_contacts = ContactRepository()
 
 
 def contact_out(c: ContactRecord, now: datetime | None = None) -> schemas.ContactOut:
@@ -60,18 +77,31 @@ def session_out(s: SessionRecord, c: ContactRecord) -> schemas.SessionOut:
 
 async def list_messages(
     conn: AsyncConnection, *, phone_number_id: str | None, contact_key: str | None, status: str | None,
-    before: int | None, limit: int,
+    before: int | None, limit: int, numbers: list[str] | None = None,
 ) -> tuple[list[OutboundRecord], int | None]:
+    """Outbound messages, newest first. One contact's are a range of `(phone_number_id, contact_key, id)`; with
+    no number given, one such range per configured number (`numbers`), merged newest first."""
     o = outbound_messages
-    stmt = select(*OUTBOUND_COLUMNS).order_by(o.c.id.desc()).limit(limit + 1)
-    if phone_number_id:
-        stmt = stmt.where(o.c.phone_number_id == phone_number_id)
-    if contact_key:
-        stmt = stmt.where(o.c.contact_key == contact_key)
-    if status:
-        stmt = stmt.where(o.c.status == status)
-    if before:
-        stmt = stmt.where(o.c.id < before)
+
+    def page(pnid: str | None) -> Select[Any]:
+        stmt = select(*OUTBOUND_COLUMNS).limit(limit + 1)
+        if pnid:
+            stmt = stmt.where(o.c.phone_number_id == pnid)
+        if contact_key:
+            stmt = stmt.where(o.c.contact_key == contact_key)
+        stmt = stmt.order_by(o.c.id.desc())
+        if status:
+            stmt = stmt.where(o.c.status == status)
+        if before:
+            stmt = stmt.where(o.c.id < before)
+        return stmt
+
+    if contact_key and not phone_number_id and numbers and len(numbers) > 1:
+        merged = union_all(*(select(*page(n).subquery().c) for n in numbers)).subquery()
+        stmt: Select[Any] = select(*merged.c).order_by(merged.c.id.desc()).limit(limit + 1)
+    else:
+        single = numbers[0] if contact_key and not phone_number_id and numbers else phone_number_id
+        stmt = page(single)
     rows = [OutboundRecord.from_row(r) for r in await conn.execute(stmt)]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -81,9 +111,14 @@ async def list_messages(
 async def list_contacts(
     conn: AsyncConnection, *, phone_number_id: str | None, after: int | None, limit: int
 ) -> tuple[list[ContactRecord], int | None]:
-    stmt = select(*_CONTACT_COLUMNS).order_by(contacts.c.id).limit(limit + 1)
+    # the aliases of merged contacts are not contacts of their own; the filter is written as the partial
+    # index's WHERE (`ix_contacts_listed_phone_number_id_id`), so a number's page is a range of it in id order
+    stmt = select(*_CONTACT_COLUMNS).where(text(CONTACTS_LISTED)).limit(limit + 1)
     if phone_number_id:
-        stmt = stmt.where(contacts.c.phone_number_id == phone_number_id)
+        # written into the statement (digits, checked by the route): a PostgreSQL generic plan does not know
+        # the value, guesses that most contacts match and walks the primary key filtering instead of the index
+        stmt = stmt.where(contacts.c.phone_number_id == const(phone_number_id))
+    stmt = stmt.order_by(contacts.c.id)
     if after:
         stmt = stmt.where(contacts.c.id > after)
     rows = [ContactRecord(**r._mapping) for r in await conn.execute(stmt)]
@@ -95,38 +130,20 @@ async def list_contacts(
 async def list_sessions(
     conn: AsyncConnection, *, state: str | None, flow_id: str | None, before: int | None, limit: int
 ) -> tuple[list[tuple[SessionRecord, ContactRecord]], int | None]:
-    stmt = (
-        select(*_SESSION_COLUMNS, *[c.label(f"c_{c.name}") for c in _CONTACT_COLUMNS])
-        .join(contacts, contacts.c.id == sessions.c.contact_id)
-        .order_by(sessions.c.id.desc())
-        .limit(limit + 1)
-    )
-    if state:
-        stmt = stmt.where(sessions.c.state == state)
-    if flow_id:
-        stmt = stmt.where(sessions.c.flow_id == flow_id)
-    if before:
-        stmt = stmt.where(sessions.c.id < before)
-    out: list[tuple[SessionRecord, ContactRecord]] = []
-    for row in await conn.execute(stmt):
-        m = row._mapping
-        s = SessionRecord(**{name: m[name] for name in SessionRecord.__slots__})
-        c = ContactRecord(**{name: m[f"c_{name}"] for name in ContactRecord.__slots__})
-        out.append((s, c))
+    out = await _sessions.page(conn, state=state, flow_id=flow_id, before=before, limit=limit + 1)
     more = len(out) > limit
     out = out[:limit]
     return out, (out[-1][0].id if more and out else None)
 
 
 async def session_with_contact(conn: AsyncConnection, session_id: int) -> tuple[SessionRecord, ContactRecord] | None:
-    row = (await conn.execute(select(*_SESSION_COLUMNS).where(sessions.c.id == session_id))).first()
-    if row is None:
+    s = await _sessions.get(conn, session_id)
+    if s is None:
         return None
-    s = SessionRecord(**row._mapping)
-    crow = (await conn.execute(select(*_CONTACT_COLUMNS).where(contacts.c.id == s.contact_id))).first()
-    if crow is None:
+    c = await _contacts.get_by_id(conn, s.contact_id)
+    if c is None:
         return None
-    return s, ContactRecord(**crow._mapping)
+    return s, c
 
 
 def _outbound_text(type_: str, content: dict[str, Any]) -> str | None:
@@ -156,38 +173,47 @@ def _outbound_text(type_: str, content: dict[str, Any]) -> str | None:
     return None
 
 
+def _item(row: HistoryRow) -> schemas.TimelineItem:
+    body: dict[str, Any] = row.body if isinstance(row.body, dict) else {}
+    if row.direction == "in":
+        return schemas.TimelineItem(
+            direction="in", at=as_utc(row.at), type=str(body.get("type", "message")), text=body.get("text"),
+            id=str(row.provider_message_id or row.id), payload=body.get("payload"),
+        )
+    type_ = row.type or ""
+    return schemas.TimelineItem(
+        direction="out", at=as_utc(row.at), type=type_, text=_outbound_text(type_, body), id=str(row.id),
+        status=row.status,
+    )
+
+
+async def timelines(
+    conn: AsyncConnection, keys: list[HistoryKey], *, limit: int = 100
+) -> list[list[schemas.TimelineItem]]:
+    """Each key's contact's messages both ways, oldest first (the newest `limit`), in two statements in all."""
+    per_key: list[list[schemas.TimelineItem]] = [[] for _ in keys]
+    for row in await _sessions.timelines(conn, keys, limit):
+        per_key[row.key].append(_item(row))
+    for items in per_key:
+        items.sort(key=lambda item: item.at)
+        del items[:-limit]
+    return per_key
+
+
 async def timeline(
     conn: AsyncConnection, phone_number_id: str, contact_key: str, *, since: datetime | None = None, limit: int = 100
 ) -> list[schemas.TimelineItem]:
     """The contact's messages both ways, oldest first (the newest `limit`)."""
-    i, o = inbound_events, outbound_messages
-    in_stmt = (
-        select(i.c.id, i.c.payload, i.c.received_at, i.c.provider_message_id)
-        .where(i.c.phone_number_id == phone_number_id, i.c.contact_key == contact_key, i.c.kind == "message")
-        .order_by(i.c.id.desc())
-        .limit(limit)
-    )
-    out_stmt = (
-        select(o.c.id, o.c.type, o.c.content, o.c.status, o.c.created_at)
-        .where(o.c.phone_number_id == phone_number_id, o.c.contact_key == contact_key)
-        .order_by(o.c.id.desc())
-        .limit(limit)
-    )
-    if since is not None:
-        in_stmt = in_stmt.where(i.c.received_at >= since)
-        out_stmt = out_stmt.where(o.c.created_at >= since)
-    items: list[schemas.TimelineItem] = []
-    for row in await conn.execute(in_stmt):
-        payload: dict[str, Any] = row.payload if isinstance(row.payload, dict) else {}
-        items.append(schemas.TimelineItem(
-            direction="in", at=as_utc(row.received_at), type=str(payload.get("type", "message")),
-            text=payload.get("text"), id=str(row.provider_message_id or row.id), payload=payload.get("payload"),
-        ))
-    for orow in await conn.execute(out_stmt):
-        content: dict[str, Any] = orow.content if isinstance(orow.content, dict) else {}
-        items.append(schemas.TimelineItem(
-            direction="out", at=as_utc(orow.created_at), type=orow.type, text=_outbound_text(orow.type, content),
-            id=str(orow.id), status=orow.status,
-        ))
-    items.sort(key=lambda item: item.at)
-    return items[-limit:]
+    [items] = await timelines(conn, [HistoryKey(phone_number_id, contact_key, since)], limit=limit)
+    return items
+
+
+async def handoff_queue(
+    conn: AsyncConnection, *, limit: int, messages: int
+) -> list[tuple[SessionRecord, ContactRecord, list[schemas.TimelineItem]]]:
+    """Sessions waiting for a person, newest first, each with its recent messages: three bounded statements
+    (sessions, their user messages, their outbound messages) however long the queue."""
+    rows, _ = await list_sessions(conn, state="handoff", flow_id=None, before=None, limit=limit)
+    keys = [HistoryKey(c.phone_number_id, c.contact_key, s.started_at) for s, c in rows]
+    found = await timelines(conn, keys, limit=messages)
+    return [(s, c, items) for (s, c), items in zip(rows, found, strict=True)]

@@ -320,7 +320,9 @@ def classify_async_error(item: Mapping[str, Any] | Any) -> ErrorInfo:
     """
     if isinstance(item, Mapping):
         data = item.get("error_data")
-        details = _as_str(data.get("details")) if isinstance(data, Mapping) else _as_str(item.get("details"))
+        # newer payloads put the details under error_data, older ones at the error's top level
+        nested = _as_str(data.get("details")) if isinstance(data, Mapping) else ""
+        details = nested or _as_str(item.get("details"))
         code = _as_int(item.get("code"))
         title, message = _as_str(item.get("title")), _as_str(item.get("message"))
     else:

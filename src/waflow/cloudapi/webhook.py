@@ -29,13 +29,23 @@ class ErrorData(_Open):
 
 
 class WebhookError(_Open):
-    """An `errors[]` item (message, status or value level)."""
+    """An `errors[]` item (message, status or value level).
+
+    Newer payloads carry the details under `error_data.details`, older ones at the item's top
+    level (`details`); both are kept, and `details_text` reads them in that order.
+    """
 
     code: int
     title: str | None = None
     message: str | None = None
     error_data: ErrorData | None = None
+    details: str | None = None
     href: str | None = None
+
+    @property
+    def details_text(self) -> str:
+        nested = self.error_data.details if self.error_data is not None else None
+        return nested or self.details or ""
 
 
 class Metadata(_Open):

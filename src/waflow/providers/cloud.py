@@ -10,16 +10,24 @@ with the key the inbox deduplicates on:
 - value-level errors and any other field: `err:` / `oth:<field>:` + a hash of the change
 
 This is the hot path of the webhook endpoint, so it walks the JSON with plain dict access
-(orjson) instead of validating the `waflow.cloudapi.webhook` models; every shape problem still
-raises a `WebhookParseError` that names the place (`entry[0].changes[1].value.messages[2].id`)
-and what is wrong. Nothing the provider sent is dropped: each event's stored payload is the
-canonical event plus the wire object it came from under `"raw"`.
+(orjson) instead of validating the `waflow.cloudapi.webhook` models; every shape problem is a
+`WebhookParseError` that names the place (`entry[0].changes[1].value.messages[2].id`) and what
+is wrong. Nothing the provider sent is dropped: each event's stored payload is the canonical
+event plus the wire object it came from under `"raw"`.
+
+Partial bodies: Meta batches up to 1000 updates in one POST, so one malformed update must not
+take its neighbours down with it. Each entry, change, message, status and value-level `errors`
+array is judged alone; one that does not parse becomes a `RejectedFragment` (its place, the
+problem, and a self-contained webhook body holding only that fragment and its context) and
+everything valid beside it still becomes events. Only a body with no recognisable envelope (not
+JSON, not an object, `object` not `whatsapp_business_account`, `entry` not an array) raises.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +46,7 @@ from waflow.canonical import (
 )
 
 PROVIDER = "cloud"
+_OBJECT = "whatsapp_business_account"
 _STATUSES = {s.value: s for s in DeliveryStatus}
 _MEDIA_WITH_CAPTION = frozenset({"image", "video", "document"})
 
@@ -78,12 +87,32 @@ class ContactSeen:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class RejectedFragment:
+    """One update of a body that did not parse, to be kept as a dead letter on its own.
+
+    `where` is the fragment's place (`entry[0].changes[1].value.messages[3]`), `problem` the
+    parse error (which names the exact field, `...messages[3].type: missing`). `body` is a
+    webhook body carrying only this fragment with its envelope (entry id and time, the change's
+    field, the value's metadata and the sender's contact), so it can be read, and replayed once
+    the parser knows the shape, without the rest of the batch. `body` is canonical JSON (sorted
+    keys), so the same fragment redelivered gives the same bytes.
+    """
+
+    where: str
+    problem: str
+    body: bytes
+    waba_id: str | None
+    phone_number_id: str | None
+
+
 @dataclass(slots=True)
 class ParsedWebhook:
     events: list[ParsedEvent] = field(default_factory=list)
     contacts: list[ContactSeen] = field(default_factory=list)
     phone_number_ids: set[str] = field(default_factory=set)
     waba_ids: set[str] = field(default_factory=set)
+    rejected: list[RejectedFragment] = field(default_factory=list)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -190,23 +219,40 @@ def _errors(value: Any, where: str) -> list[ErrorDetail]:
         code = err.get("code")
         if not isinstance(code, int) or isinstance(code, bool):
             raise WebhookParseError(f"{where}[{i}].code", f"expected an integer, got {_kind_of(code)}")
-        data = err.get("error_data")
-        details = data.get("details") if isinstance(data, dict) else None
         extra = {k: v for k, v in err.items() if k not in ("code", "title", "message", "details")}
         out.append(
             ErrorDetail(
                 code=code,
                 title=err.get("title") or "",
                 message=err.get("message") or "",
-                details=details if isinstance(details, str) else "",
+                details=error_details(err),
                 **extra,
             )
         )
     return out
 
 
+def error_details(err: Mapping[str, Any]) -> str:
+    """An `errors[]` item's details: newer payloads put them under `error_data.details`, older
+    ones at the item's top level (`details`); the first non-empty string wins, else ""."""
+    data = err.get("error_data")
+    nested = data.get("details") if isinstance(data, dict) else None
+    if isinstance(nested, str) and nested:
+        return nested
+    top = err.get("details")
+    return top if isinstance(top, str) else ""
+
+
 def _hash(*parts: Any) -> str:
-    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    try:
+        text = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # nested deeper than orjson writes (254 levels): the standard library goes further
+        try:
+            text = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()
+        except RecursionError:
+            # a parse problem of the change being read (~1000 levels), not a crash of the endpoint
+            raise WebhookParseError("", "nested too deeply to identify (about 1000 levels)") from None
+    return hashlib.sha256(text).hexdigest()[:32]
 
 
 # -- text / payload per message type ----------------------------------------------------------
@@ -357,7 +403,31 @@ def _parse_status(st_any: Any, where: str, waba_id: str, pnid: str, out: ParsedW
     )
 
 
-def _parse_messages_value(value: dict[str, Any], where: str, waba_id: str, out: ParsedWebhook) -> None:
+# What a `messages` value holds per update; a fragment's body keeps the rest of the value
+# (metadata, messaging_product, fields Meta adds) and only its own update.
+_VALUE_UPDATES = ("messages", "statuses", "errors", "contacts")
+
+# Builds the whole-body document around a reduced `value` (see `RejectedFragment.body`).
+Wrap = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _value_with(value: dict[str, Any], key: str, item: Any, contacts: list[dict[str, Any]]) -> dict[str, Any]:
+    """`value` reduced to one update: the message / status (or the `errors` array) at `key`."""
+    reduced = {k: v for k, v in value.items() if k not in _VALUE_UPDATES}
+    if key == "messages" and isinstance(item, dict):
+        # only the sender's contact: a batch of 1000 messages carries 1000 contacts
+        wa_id, user_id = _opt_str(item, "from"), _opt_str(item, "from_user_id")
+        mine = [c for c in contacts if (wa_id and c.get("wa_id") == wa_id) or (user_id and c.get("user_id") == user_id)]
+        reduced["contacts"] = mine or contacts
+    elif "contacts" in value:
+        reduced["contacts"] = value["contacts"]
+    reduced[key] = item if key == "errors" else [item]
+    return reduced
+
+
+def _parse_messages_value(value: dict[str, Any], where: str, waba_id: str, out: ParsedWebhook, wrap: Wrap) -> None:
+    # Everything the change's updates share is checked first: a problem here rejects the change
+    # as a whole (raised to the caller) before any of its updates became an event.
     metadata = _obj(value.get("metadata"), f"{where}.metadata")
     pnid = _str(metadata, "phone_number_id", f"{where}.metadata")
     out.phone_number_ids.add(pnid)
@@ -366,31 +436,40 @@ def _parse_messages_value(value: dict[str, Any], where: str, waba_id: str, out: 
     if contacts_raw is not None:
         for i, c in enumerate(_list(contacts_raw, f"{where}.contacts")):
             contacts.append(_obj(c, f"{where}.contacts[{i}]"))
-    seen_any = False
     messages = value.get("messages")
-    if messages is not None:
-        seen_any = True
-        for i, msg in enumerate(_list(messages, f"{where}.messages")):
-            _parse_message(msg, f"{where}.messages[{i}]", waba_id, pnid, contacts, out)
     statuses = value.get("statuses")
-    if statuses is not None:
-        seen_any = True
-        for i, st in enumerate(_list(statuses, f"{where}.statuses")):
-            _parse_status(st, f"{where}.statuses[{i}]", waba_id, pnid, out)
+    message_list = _list(messages, f"{where}.messages") if messages is not None else []
+    status_list = _list(statuses, f"{where}.statuses") if statuses is not None else []
+    # then each update alone: one that does not parse is rejected, its neighbours still count
+    for i, msg in enumerate(message_list):
+        mw = f"{where}.messages[{i}]"
+        try:
+            _parse_message(msg, mw, waba_id, pnid, contacts, out)
+        except WebhookParseError as exc:
+            _reject(out, mw, exc, wrap(_value_with(value, "messages", msg, contacts)), waba_id, pnid)
+    for i, st in enumerate(status_list):
+        sw = f"{where}.statuses[{i}]"
+        try:
+            _parse_status(st, sw, waba_id, pnid, out)
+        except WebhookParseError as exc:
+            _reject(out, sw, exc, wrap(_value_with(value, "statuses", st, contacts)), waba_id, pnid)
     errors = value.get("errors")
     if errors is not None:
-        seen_any = True
-        details = _errors(errors, f"{where}.errors")
-        data = {
-            "waba_id": waba_id,
-            "phone_number_id": pnid,
-            "errors": [d.model_dump(mode="json") for d in details],
-            "raw": value,
-        }
-        out.events.append(
-            ParsedEvent(EventKind.ERROR, f"err:{_hash(waba_id, value)}", waba_id, pnid, None, None, None, data)
-        )
-    if not seen_any:
+        try:
+            details = _errors(errors, f"{where}.errors")
+        except WebhookParseError as exc:
+            _reject(out, f"{where}.errors", exc, wrap(_value_with(value, "errors", errors, contacts)), waba_id, pnid)
+        else:
+            data = {
+                "waba_id": waba_id,
+                "phone_number_id": pnid,
+                "errors": [d.model_dump(mode="json") for d in details],
+                "raw": value,
+            }
+            out.events.append(
+                ParsedEvent(EventKind.ERROR, f"err:{_hash(waba_id, value)}", waba_id, pnid, None, None, None, data)
+            )
+    if messages is None and statuses is None and errors is None:
         _other("messages", value, waba_id, pnid, None, out)
 
 
@@ -425,36 +504,109 @@ def _other(
     out.events.append(ParsedEvent(EventKind.OTHER, key, waba_id, pnid, None, None, None, data))
 
 
+class _UnkeepableError(Exception):
+    """A rejected fragment too deeply nested to serialise apart from its body."""
+
+
+def _dump(doc: Any) -> bytes | None:
+    """Canonical JSON (sorted keys) of a fragment's body, or None if it cannot be written: orjson
+    writes at most 254 levels while it reads up to 1024; the standard library goes deeper."""
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        pass
+    try:
+        return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    except (RecursionError, TypeError, ValueError):
+        return None
+
+
+def _reject(
+    out: ParsedWebhook, where: str, exc: WebhookParseError, doc: Any, waba_id: str | None, pnid: str | None
+) -> None:
+    body = _dump(doc)
+    if body is None:
+        raise _UnkeepableError(where)
+    out.rejected.append(RejectedFragment(where, str(exc), body, waba_id, pnid))
+    # the ids a rejected fragment names still decide which app may send the body (`app_serves`)
+    if waba_id:
+        out.waba_ids.add(waba_id)
+    if pnid:
+        out.phone_number_ids.add(pnid)
+
+
+def _hinted_pnid(value: Any) -> str | None:
+    """The phone_number_id a (possibly broken) value names, for filing its dead letter."""
+    if isinstance(value, dict) and isinstance(value.get("metadata"), dict):
+        return _opt_str(value["metadata"], "phone_number_id") or None
+    return None
+
+
+def _parse_change(
+    change_any: Any, cw: str, waba_id: str, entry_time: int | None, out: ParsedWebhook, wrap_change: Wrap
+) -> None:
+    change = _obj(change_any, cw)
+    field_name = _str(change, "field", cw)
+    value = change.get("value")
+
+    def wrap(reduced: dict[str, Any]) -> dict[str, Any]:
+        return wrap_change({**change, "value": reduced})
+
+    if field_name == "messages":
+        _parse_messages_value(_obj(value, f"{cw}.value"), f"{cw}.value", waba_id, out, wrap)
+    elif field_name == "message_template_status_update":
+        _parse_template_status(_obj(value, f"{cw}.value"), f"{cw}.value", waba_id, entry_time, out)
+    else:
+        pnid = _hinted_pnid(value)
+        if pnid:
+            out.phone_number_ids.add(pnid)
+        _other(field_name, value, waba_id, pnid, entry_time, out)
+
+
+def _parse_entry(entry_any: Any, ew: str, out: ParsedWebhook) -> None:
+    entry = _obj(entry_any, ew)
+    waba_id = _str(entry, "id", ew)
+    changes = _list(entry.get("changes"), f"{ew}.changes")
+    out.waba_ids.add(waba_id)
+    time_any = entry.get("time")
+    entry_time = time_any if isinstance(time_any, int) and not isinstance(time_any, bool) else None
+    shell = {k: v for k, v in entry.items() if k != "changes"}
+
+    def wrap_change(change: Any) -> dict[str, Any]:
+        return {"object": _OBJECT, "entry": [{**shell, "changes": [change]}]}
+
+    for c_i, change_any in enumerate(changes):
+        cw = f"{ew}.changes[{c_i}]"
+        try:
+            _parse_change(change_any, cw, waba_id, entry_time, out, wrap_change)
+        except WebhookParseError as exc:
+            # raised only before any of the change's updates became an event (they are checked
+            # one by one after what they share), so nothing of it is both an event and rejected
+            value = change_any.get("value") if isinstance(change_any, dict) else None
+            _reject(out, cw, exc, wrap_change(change_any), waba_id, _hinted_pnid(value))
+
+
 def parse_document(doc: Any) -> ParsedWebhook:
     """Canonical events of an already-decoded webhook body (see `parse_webhook`)."""
     body = _obj(doc, "body")
     obj = body.get("object")
-    if obj != "whatsapp_business_account":
-        raise WebhookParseError("object", f"expected 'whatsapp_business_account', got {obj!r:.60}")
+    if obj != _OBJECT:
+        raise WebhookParseError("object", f"expected {_OBJECT!r}, got {obj!r:.60}")
     out = ParsedWebhook()
-    for e_i, entry_any in enumerate(_list(body.get("entry"), "entry")):
-        ew = f"entry[{e_i}]"
-        entry = _obj(entry_any, ew)
-        waba_id = _str(entry, "id", ew)
-        out.waba_ids.add(waba_id)
-        time_any = entry.get("time")
-        entry_time = time_any if isinstance(time_any, int) and not isinstance(time_any, bool) else None
-        for c_i, change_any in enumerate(_list(entry.get("changes"), f"{ew}.changes")):
-            cw = f"{ew}.changes[{c_i}]"
-            change = _obj(change_any, cw)
-            field_name = _str(change, "field", cw)
-            value = change.get("value")
-            if field_name == "messages":
-                _parse_messages_value(_obj(value, f"{cw}.value"), f"{cw}.value", waba_id, out)
-            elif field_name == "message_template_status_update":
-                _parse_template_status(_obj(value, f"{cw}.value"), f"{cw}.value", waba_id, entry_time, out)
-            else:
-                pnid = None
-                if isinstance(value, dict) and isinstance(value.get("metadata"), dict):
-                    pnid = _opt_str(value["metadata"], "phone_number_id")
-                    if pnid:
-                        out.phone_number_ids.add(pnid)
-                _other(field_name, value, waba_id, pnid, entry_time, out)
+    entries = _list(body.get("entry"), "entry")
+    try:
+        for e_i, entry_any in enumerate(entries):
+            ew = f"entry[{e_i}]"
+            try:
+                _parse_entry(entry_any, ew, out)
+            except WebhookParseError as exc:
+                waba = _opt_str(entry_any, "id") if isinstance(entry_any, dict) else None
+                _reject(out, ew, exc, {"object": _OBJECT, "entry": [entry_any]}, waba or None, None)
+    except _UnkeepableError as exc:
+        # rare enough that the whole body is kept raw rather than this fragment being lost
+        raise WebhookParseError(
+            str(exc.args[0]), "does not parse and is nested too deeply to keep apart from the body"
+        ) from None
     return out
 
 
@@ -474,7 +626,9 @@ __all__ = [
     "ContactSeen",
     "ParsedEvent",
     "ParsedWebhook",
+    "RejectedFragment",
     "WebhookParseError",
+    "error_details",
     "parse_document",
     "parse_webhook",
 ]

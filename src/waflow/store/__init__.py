@@ -16,17 +16,20 @@ rule here is the status ordering in `transitions`, which *is* the store's promis
 Schema (migrations in `waflow/store/migrations/versions/`, linear; timestamps are UTC and
 timezone-aware; JSON is JSON on SQLite, JSONB on PostgreSQL):
 
-`contacts` — one row per (business number, user).
-    id, phone_number_id, contact_key (wa_id, else user_id; UNIQUE per phone_number_id),
-    wa_id, user_id (each UNIQUE per phone_number_id when set), profile_name,
-    last_inbound_at (drives the 24 h window; only moves forward), opted_out, created_at, updated_at.
+`contacts` — one row per (business number, person); the identity rule (link, merge, a number that
+    changed hands) is in `waflow.store.contacts`.
+    id, phone_number_id, contact_key (wa_id, else user_id, when created; UNIQUE per phone_number_id;
+    never changes), wa_id, user_id (each UNIQUE per phone_number_id when set), profile_name,
+    last_inbound_at (drives the 24 h window; only moves forward), opted_out, created_at, updated_at,
+    merged_into (an alias: the contact this row was merged into; its key resolves there).
 
 `inbound_events` — the inbox; id order is processing order.
     id, dedup_key UNIQUE (`msg:<wamid>`, `st:<wamid>:<status>`, `tpl:...`, `<kind>:<sha256>`),
     kind (message/status/template_status/error/other), provider, phone_number_id (NULL for
     WABA-level events), contact_key, provider_message_id, payload (canonical event JSON),
     received_at, state (pending/done/failed/dead), attempts, processed_at, error.
-    Indexes: open events per (phone_number_id, contact_key, id); open events per (kind, id).
+    Indexes: open events per (phone_number_id, contact_key, id); open events per (kind, id); every
+    event per (phone_number_id, contact_key, id) (timelines).
 
 `dead_letters` — unparseable webhook bodies kept raw.
     id, received_at, phone_number_id, reason, headers (JSON, sanitised by the caller), body (bytes).
@@ -39,7 +42,7 @@ timezone-aware; JSON is JSON on SQLite, JSONB on PostgreSQL):
     (dispatcher lease), outcome_unknown_since, error_code, error_class, error_text, created_at,
     updated_at, accepted_at, sent_at, delivered_at, read_at, played_at, failed_at.
     Indexes: queued rows per (phone_number_id, contact_key, id) — the head of each recipient's
-    queue; queued rows by due_at.
+    queue; queued rows by due_at; every message per (phone_number_id, contact_key, id) (timelines).
 
 `send_attempts` — one row per send try.
     id, outbound_id FK, attempt (1, 2, ...), started_at, finished_at, outcome
@@ -56,7 +59,8 @@ timezone-aware; JSON is JSON on SQLite, JSONB on PostgreSQL):
     current_node, vars JSON, waiting_for, step_count, started_at, updated_at, ended_at, end_reason.
 
 `timers` — id, session_id FK NULL, phone_number_id, contact_key, kind, fire_at, payload JSON,
-    state (pending/fired/cancelled), created_at, fired_at. Index (state, fire_at).
+    state (pending/fired/cancelled), created_at, fired_at. Pending timers by fire_at; fired and
+    cancelled ones are swept (deleted) by the scheduler.
 
 The schema version lives in table `waflow_schema_version` (Alembic's version table).
 """

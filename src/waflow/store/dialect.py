@@ -5,14 +5,34 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import BindParameter, Select, Table, literal, text
+from sqlalchemy import BindParameter, FromClause, Select, Table, literal, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.compiler import SQLCompiler
 
 # pg_advisory_xact_lock(class, key) classes, so unrelated locks never collide.
 LOCK_CLASS_WAMID = 0x77616D  # "wam": a provider message id (status apply vs record_accepted)
+LOCK_CLASS_CONTACT = 0x636F6E  # "con": a contact identity (number + wa_id / user_id / contact_key)
 
 S = TypeVar("S", bound=Select[Any])
+
+
+def _sqlite_from_hint(self: SQLCompiler, table: FromClause, hint: str | None) -> str | None:
+    return hint
+
+
+# `select(...).with_hint(table, "INDEXED BY ix_name", "sqlite")` renders `FROM table INDEXED BY ix_name`
+# (SQLAlchemy renders table hints only for the dialects that declare them; SQLite's compiler drops them).
+# For statements where SQLite, which has no statistics here, would pick a wider index with the same
+# leading columns than the partial one made for the query; `INDEXED BY` also fails loudly, rather than
+# scanning, if a change makes the named index unusable.
+SQLiteCompiler.get_from_hint_text = _sqlite_from_hint  # type: ignore[method-assign,assignment]
+
+
+def index_hint(stmt: S, table: Table, index: str) -> S:
+    """`stmt` told to read `table` through `index` on SQLite (PostgreSQL plans from its statistics)."""
+    return stmt.with_hint(table, f"INDEXED BY {index}", "sqlite")
 
 
 def const(value: Any) -> BindParameter[Any]:

@@ -20,12 +20,12 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Text, case, cast, func, literal, select, update
+from sqlalchemy import Text, bindparam, case, cast, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import EventKind, InboundMessage, StatusUpdate, TemplateStatusUpdate
 from waflow.store.bulk import BulkInsert
-from waflow.store.dialect import is_postgres, one_of
+from waflow.store.dialect import index_hint, is_postgres, one_of
 from waflow.store.tables import inbound_events
 from waflow.store.types import as_utc, utcnow
 
@@ -288,9 +288,12 @@ class InboxRepository:
         limit: int = 100,
         lock: bool = False,
     ) -> list[InboundEventRecord]:
-        """Open events of one contact in id (= processing) order; `lock` takes row locks (PostgreSQL)."""
+        """Open events of one contact in id (= processing) order; `lock` takes row locks (PostgreSQL).
+
+        SQLite is told the partial index: without statistics it may pick the contact's whole history
+        (`ix_inbound_events_phone_number_id_contact_key_id`, as long as the contact is old) instead."""
         stmt = (
-            select(*_COLUMNS)
+            index_hint(select(*_COLUMNS), inbound_events, "ix_inbound_events_open_by_contact")
             .where(
                 inbound_events.c.phone_number_id == phone_number_id,
                 inbound_events.c.contact_key == contact_key,
@@ -312,6 +315,16 @@ class InboxRepository:
             .values(state="done", processed_at=as_utc(at) if at else utcnow(), error=None)
         )
         return result.rowcount
+
+    async def set_contact_keys(self, conn: AsyncConnection, pairs: Sequence[tuple[int, str]]) -> None:
+        """File events (id, contact_key) under the key of the contact they belong to (one executemany)."""
+        if pairs:
+            stmt = (
+                update(inbound_events)
+                .where(inbound_events.c.id == bindparam("b_id"))
+                .values(contact_key=bindparam("v_key"))
+            )
+            await conn.execute(stmt, [{"b_id": event_id, "v_key": key} for event_id, key in pairs])
 
     async def mark_failed(
         self, conn: AsyncConnection, event_id: int, error: str, *, max_attempts: int = 5, dead: bool = False

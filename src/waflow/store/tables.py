@@ -293,7 +293,6 @@ timers = Table(
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Column("fired_at", UTCDateTime, nullable=True),
     CheckConstraint(_in("state", TIMER_STATES), name="state"),
-    Index("ix_timers_state_fire_at", "state", "fire_at"),
     Index("ix_timers_session_id", "session_id"),
 )
 
@@ -395,4 +394,76 @@ Index(
     inbound_events.c.id,
     sqlite_where=text(ENGINE_OPEN_EVENTS),
     postgresql_where=text(ENGINE_OPEN_EVENTS),
+)
+
+# ---- revision 0004 (contact identity) ----
+# A contact merged into another (the same person seen first under two ids) stays as an alias: its
+# contact_key still resolves, to the row named here; it holds no wa_id / user_id of its own any more.
+contacts.append_column(Column("merged_into", BigInteger, nullable=True))
+Index(
+    "ix_contacts_merged_into",
+    contacts.c.merged_into,
+    sqlite_where=text("merged_into IS NOT NULL"),
+    postgresql_where=text("merged_into IS NOT NULL"),
+)
+# every event and message of one contact, newest first (timelines; re-keying history on a merge)
+Index(
+    "ix_inbound_events_phone_number_id_contact_key_id",
+    inbound_events.c.phone_number_id,
+    inbound_events.c.contact_key,
+    inbound_events.c.id,
+)
+Index(
+    "ix_outbound_messages_phone_number_id_contact_key_id",
+    outbound_messages.c.phone_number_id,
+    outbound_messages.c.contact_key,
+    outbound_messages.c.id,
+)
+
+# ---- revision 0005 (dead letters) ----
+# Meta redelivers a body it got no 200 for, and a body answered 200 may still come again: a dead
+# letter is one row per distinct body (or rejected fragment), and a redelivery only counts a copy.
+# `body_sha256`: sha256 of the raw body, or of a fragment's place + body; NULL only on rows from
+# before 0005 that duplicated an earlier row (kept, not merged). `place`: where a rejected
+# fragment sat in its body (`entry[0].changes[1].value.messages[3]`), NULL for a whole body.
+dead_letters.append_column(Column("body_sha256", String(64), nullable=True))
+dead_letters.append_column(Column("place", Text, nullable=True))
+dead_letters.append_column(Column("copies", Integer, nullable=False, default=1, server_default="1"))
+dead_letters.append_column(Column("last_received_at", UTCDateTime, nullable=False, default=utcnow))
+Index("uq_dead_letters_body_sha256", dead_letters.c.body_sha256, unique=True)
+
+# ---- revision 0006 (outbox counters) ----
+
+# ---- revision 0007 (engine, timers, API lists) ----
+# The timer scheduler's "what is due" (every 0.2 s): only pending timers, earliest first (the query writes
+# `state = 'pending'` as a constant so that both planners can prove the partial WHERE). It replaces
+# revision 0001's (state, fire_at) index, which held every timer ever fired or cancelled and which SQLite,
+# without statistics, preferred even for the id lookups of `mark_fired`: 0007 drops it.
+TIMERS_PENDING = "state = 'pending'"
+Index(
+    "ix_timers_pending_fire_at",
+    timers.c.fire_at,
+    timers.c.id,
+    sqlite_where=text(TIMERS_PENDING),
+    postgresql_where=text(TIMERS_PENDING),
+)
+# settled (fired / cancelled) timers, oldest first: the scheduler's sweep deletes them in id order
+TIMERS_SETTLED = "state IN ('fired', 'cancelled')"
+Index(
+    "ix_timers_settled_id",
+    timers.c.id,
+    sqlite_where=text(TIMERS_SETTLED),
+    postgresql_where=text(TIMERS_SETTLED),
+)
+# sessions lists (`GET /sessions?state=`, the handoff queue; `?flow_id=`), newest first
+Index("ix_sessions_state_id", sessions.c.state, sessions.c.id)
+Index("ix_sessions_flow_id_state_id", sessions.c.flow_id, sessions.c.state, sessions.c.id)
+# `GET /contacts?phone_number_id=`: the number's contacts (aliases of merged contacts left out) in id order
+CONTACTS_LISTED = "merged_into IS NULL"
+Index(
+    "ix_contacts_listed_phone_number_id_id",
+    contacts.c.phone_number_id,
+    contacts.c.id,
+    sqlite_where=text(CONTACTS_LISTED),
+    postgresql_where=text(CONTACTS_LISTED),
 )

@@ -11,6 +11,11 @@ processed) → parse (a body that does not parse is stored raw as a dead letter 
 → every number in the body must belong to the app whose secret signed it (403) → the events
 are written to the inbox in a group commit → 200 only once that commit is durable. The 200
 never waits for flow work or sending.
+
+A batched body with some malformed updates is not refused as a whole: its valid events go to the
+inbox and each rejected fragment (message, status, change, entry) becomes its own dead letter,
+with its place and reason, in the same commit. `webhooks_received_total{result="dead_letter"}`
+counts every rejected fragment (a whole body counts one); such a POST also counts as `ok`.
 """
 
 from __future__ import annotations
@@ -27,14 +32,21 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from waflow.providers.cloud import WebhookParseError, parse_webhook
+from waflow.providers.cloud import ParsedWebhook, WebhookParseError, parse_webhook
 from waflow.store import Store
 from waflow.store.bulk import in_one_hop
 from waflow.store.types import utcnow
 from waflow.webhooks import metrics
 from waflow.webhooks.body import BodyTooLargeError, read_limited
 from waflow.webhooks.config import WebhookConfig
-from waflow.webhooks.persist import DeadLetterRequest, InboxRequest, WriteOutcome, WriteRequest, write_requests
+from waflow.webhooks.persist import (
+    DeadLetterRequest,
+    InboxRequest,
+    PartialRequest,
+    WriteOutcome,
+    WriteRequest,
+    write_requests,
+)
 from waflow.webhooks.signature import (
     SIGNATURE_HEADER,
     SignatureOutcome,
@@ -202,13 +214,18 @@ class WebhookReceiver:
             return await self._dead_letter(raw, str(exc), received_at, kept_headers())
         if not self.verifier.app_serves(check.app, parsed.phone_number_ids, parsed.waba_ids):
             return self._refuse(peer, "wrong_app", 403, "Forbidden", size=len(raw))
+        request: WriteRequest = (
+            self._partial(parsed, received_at, kept_headers()) if parsed.rejected else InboxRequest(parsed, received_at)
+        )
         try:
-            outcome = await self.writer.write(InboxRequest(parsed, received_at))
+            outcome = await self.writer.write(request)
         except Exception as exc:
             metrics.RECEIVED.labels(result="store_error").inc()
             log.error("webhook not stored (%s); answering 500 so Meta retries", type(exc).__name__)
             return 500, b"Internal Server Error"
         metrics.RECEIVED_OK.inc()
+        if parsed.rejected:
+            self._count_rejected(parsed, len(raw))
         if self.on_stored is not None:
             try:
                 self.on_stored(outcome)
@@ -217,6 +234,29 @@ class WebhookReceiver:
         for (kind, is_new), count in outcome.by_kind.items():
             _events_counter(kind, is_new).inc(count)
         return 200, _OK
+
+    @staticmethod
+    def _partial(parsed: ParsedWebhook, received_at: Any, headers: dict[str, str]) -> PartialRequest:
+        letters = tuple(
+            DeadLetterRequest(f.body, f.problem, headers, f.phone_number_id, received_at, place=f.where)
+            for f in parsed.rejected
+        )
+        return PartialRequest(parsed, received_at, letters)
+
+    @staticmethod
+    def _count_rejected(parsed: ParsedWebhook, size: int) -> None:
+        rejected = parsed.rejected
+        metrics.RECEIVED.labels(result="dead_letter").inc(len(rejected))
+        shown = "; ".join(f.problem[:200] for f in rejected[:3])
+        more = f" (and {len(rejected) - 3} more)" if len(rejected) > 3 else ""
+        log.warning(
+            "webhook (%d bytes): %d update(s) did not parse, kept as dead letters, %d event(s) stored: %s%s",
+            size,
+            len(rejected),
+            len(parsed.events),
+            shown,
+            more,
+        )
 
     async def _dead_letter(
         self, raw: bytes, reason: str, received_at: Any, headers: dict[str, str]

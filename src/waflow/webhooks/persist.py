@@ -5,11 +5,14 @@ For each accepted webhook: its events as inbox rows (deduplicated by `dedup_key`
 batch and against the table), the contacts that wrote in (profile name, `last_inbound_at` for
 the 24 h window), and — when statuses are applied inline — the new delivery statuses, applied
 through `StatusRepository.apply_many` and their rows marked done. For a body that did not
-parse: a dead letter with the raw bytes.
+parse: a dead letter with the raw bytes; for an accepted body some of whose updates did not
+parse: its events as above plus one dead letter per rejected fragment, in the same transaction
+(so its 200 means both are durable). A redelivered dead letter counts a copy of its row.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,20 +41,36 @@ class InboxRequest:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterRequest:
-    """A signed body that could not be parsed: kept raw."""
+    """A signed body that could not be parsed, kept raw; or, with `place`, one rejected fragment
+    of a body (`RejectedFragment.body`, found at `place`)."""
 
     body: bytes
     reason: str
     headers: Mapping[str, str]
     phone_number_id: str | None
     received_at: datetime
+    place: str | None = None
 
     @property
     def size(self) -> int:
         return 1
 
 
-WriteRequest = InboxRequest | DeadLetterRequest
+@dataclass(frozen=True, slots=True)
+class PartialRequest:
+    """An accepted webhook some of whose updates were rejected: its events (as `InboxRequest`)
+    and one dead letter per rejected fragment, written in one transaction."""
+
+    parsed: ParsedWebhook
+    received_at: datetime
+    letters: tuple[DeadLetterRequest, ...]
+
+    @property
+    def size(self) -> int:
+        return max(1, len(self.parsed.events) + len(self.letters))
+
+
+WriteRequest = InboxRequest | PartialRequest | DeadLetterRequest
 
 
 class PendingStatus(NamedTuple):
@@ -80,9 +99,16 @@ def _row(ev: ParsedEvent, received_at: datetime) -> InboxRow:
         ev.phone_number_id,  # None for WABA-level fields (template updates, account, ...)
         ev.contact_key,
         ev.provider_message_id,
-        orjson.dumps(ev.payload).decode(),
+        _json_text(ev.payload),
         received_at,
     )
+
+
+def _json_text(payload: object) -> str:
+    try:
+        return orjson.dumps(payload).decode()
+    except TypeError:  # nested deeper than orjson writes (254 levels): the standard library goes further
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
 async def write_requests(
@@ -95,15 +121,11 @@ async def write_requests(
     seen: set[str] = set()
     for i, request in enumerate(requests):
         if isinstance(request, DeadLetterRequest):
-            await store.dead_letters.add(
-                conn,
-                body=request.body,
-                reason=request.reason,
-                headers=dict(request.headers),
-                phone_number_id=request.phone_number_id,
-                received_at=request.received_at,
-            )
+            await _dead_letter(store, conn, request)
             continue
+        if isinstance(request, PartialRequest):
+            for letter in request.letters:
+                await _dead_letter(store, conn, letter)
         for ev in request.parsed.events:
             if ev.dedup_key in seen:
                 _count(outcomes[i], ev.kind, new=False)
@@ -118,6 +140,7 @@ async def write_requests(
     applied_ids: list[int] = []
     applied_json: list[str] = []
     contacts: dict[tuple[str, str], tuple[ContactRef, datetime]] = {}
+    messages: list[tuple[int, tuple[str, str]]] = []  # (event id, (number, the sender's key as parsed))
     for (i, ev), row, row_id in zip(owners, rows, ids, strict=True):
         _count(outcomes[i], ev.kind, new=row_id is not None)
         if row_id is None:
@@ -132,15 +155,37 @@ async def write_requests(
         elif ev.kind is EventKind.MESSAGE and isinstance(ev.event, InboundMessage):
             msg = ev.event
             key = (msg.phone_number_id, msg.contact.key)
+            messages.append((row_id, key))
             known = contacts.get(key)
             if known is None or known[1] <= msg.timestamp:
                 contacts[key] = (msg.contact, msg.timestamp)
-    for (pnid, _key), (contact, at) in contacts.items():
-        await store.contacts.upsert_from_inbound(conn, pnid, contact, at)
+    if contacts:
+        resolved = await store.contacts.upsert_many(
+            conn, [(pnid, contact, at) for (pnid, _key), (contact, at) in contacts.items()]
+        )
+        # a message is filed under the key of the contact it belongs to, which differs from the id it
+        # carries when the person was first known by their other id (or merged)
+        refiled = [
+            (row_id, resolved[key].contact_key) for row_id, key in messages if resolved[key].contact_key != key[1]
+        ]
+        if refiled:
+            await store.inbox.set_contact_keys(conn, refiled)
     if statuses:
         await store.statuses.apply_many(conn, statuses, raw_json=applied_json)
         await store.inbox.mark_done(conn, applied_ids, at=requests[0].received_at)
     return outcomes
+
+
+async def _dead_letter(store: Store, conn: AsyncConnection, request: DeadLetterRequest) -> None:
+    await store.dead_letters.add(
+        conn,
+        body=request.body,
+        reason=request.reason,
+        headers=dict(request.headers),
+        phone_number_id=request.phone_number_id,
+        received_at=request.received_at,
+        place=request.place,
+    )
 
 
 def _count(outcome: WriteOutcome, kind: EventKind, *, new: bool) -> None:
@@ -152,4 +197,12 @@ def _count(outcome: WriteOutcome, kind: EventKind, *, new: bool) -> None:
     outcome.by_kind[key] = outcome.by_kind.get(key, 0) + 1
 
 
-__all__ = ["DeadLetterRequest", "InboxRequest", "PendingStatus", "WriteOutcome", "WriteRequest", "write_requests"]
+__all__ = [
+    "DeadLetterRequest",
+    "InboxRequest",
+    "PartialRequest",
+    "PendingStatus",
+    "WriteOutcome",
+    "WriteRequest",
+    "write_requests",
+]

@@ -67,7 +67,8 @@ async def list_messages(
     ctx = context(request)
     async with ctx.store.read() as conn:
         rows, nxt = await queries.list_messages(
-            conn, phone_number_id=phone_number_id, contact_key=contact, status=status, before=before, limit=limit
+            conn, phone_number_id=phone_number_id, contact_key=contact, status=status, before=before, limit=limit,
+            numbers=list(ctx.clients),  # a contact's messages are read per number: (number, contact, id) ranges
         )
     return schemas.MessageList(items=[queries.message_out(r) for r in rows], next_before=nxt)
 

@@ -101,11 +101,8 @@ async def handoff_inbox(
     messages: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> schemas.HandoffList:
     ctx = context(request)
-    items: list[schemas.HandoffItem] = []
     async with ctx.store.read() as conn:
-        rows, _ = await queries.list_sessions(conn, state="handoff", flow_id=None, before=None, limit=limit)
-        for s, c in rows:
-            timeline = await queries.timeline(conn, c.phone_number_id, c.contact_key, since=s.started_at,
-                                              limit=messages)
-            items.append(schemas.HandoffItem(session=queries.session_out(s, c), timeline=timeline))
-    return schemas.HandoffList(items=items)
+        queue = await queries.handoff_queue(conn, limit=limit, messages=messages)
+    return schemas.HandoffList(
+        items=[schemas.HandoffItem(session=queries.session_out(s, c), timeline=t) for s, c, t in queue]
+    )

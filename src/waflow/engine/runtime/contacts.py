@@ -31,7 +31,12 @@ async def lock_contact(
 
     None when there is no such contact and the event carries no message to create it from.
     """
-    stmt = select(*_COLUMNS).where(contacts.c.phone_number_id == phone_number_id, contacts.c.contact_key == contact_key)
+    # an alias (a contact merged into another) is not locked itself: `repo.get` below resolves it
+    stmt = select(*_COLUMNS).where(
+        contacts.c.phone_number_id == phone_number_id,
+        contacts.c.contact_key == contact_key,
+        contacts.c.merged_into.is_(None),
+    )
     pg = is_postgres(conn)
     if pg:
         stmt = stmt.with_for_update(skip_locked=skip_locked)

@@ -6,6 +6,10 @@ fire one twice; the dedup key makes a second insert a no-op anyway). The worker 
 contact's order, like a message. Timers are rows: a restart loses none, and after a restart each
 fires once. Idle sessions past `expires_at` become `engine:expire:<session id>:<expiry>` events.
 
+Retention: a fired or cancelled timer is history nobody reads, so every `sweep_every` (by the clock) the
+scheduler deletes up to `batch` of them, oldest first (`TimerRepository.sweep_settled`); the timers table
+stays about the size of the pending set instead of growing with every wait and timeout ever scheduled.
+
 The clock is injectable (`clock=`), so tests move time without sleeping.
 """
 
@@ -15,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, text
 
@@ -26,7 +30,6 @@ from waflow.store import Store
 from waflow.store.dialect import is_postgres
 from waflow.store.inbox import NewInboundEvent
 from waflow.store.tables import contacts, sessions
-from waflow.store.tables import timers as timer_rows
 from waflow.store.timers import TimerRepository
 from waflow.store.types import utcnow
 
@@ -37,13 +40,24 @@ timers = TimerRepository()
 class TimerScheduler(BackgroundLoop):
     task_name = "waflow-timer-scheduler"
 
-    def __init__(self, store: Store, *, clock: Clock = utcnow, interval: float = 0.2, batch: int = 500) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock = utcnow,
+        interval: float = 0.2,
+        batch: int = 500,
+        sweep_every: timedelta = timedelta(seconds=30),
+    ) -> None:
         super().__init__()
         self.store = store
         self.clock = clock
         self.interval = interval
         self.batch = batch
+        self.sweep_every = sweep_every
+        self._last_sweep: datetime | None = None
         self.fired = 0
+        self.swept = 0
         self.on_fired: Callable[[], None] | None = None  # events were written: wake the engine worker
 
     async def run(self) -> None:
@@ -60,6 +74,7 @@ class TimerScheduler(BackgroundLoop):
     async def tick(self, now: datetime | None = None) -> int:
         """Fire what is due at `now` (default: the clock); returns the number of events written."""
         now = now or self.clock()
+        await self._maybe_sweep(now)
         if not await self._anything_due(now):
             return 0
         count = await self.fire_timers(now) + await self.expire_sessions(now)
@@ -72,11 +87,30 @@ class TimerScheduler(BackgroundLoop):
         nothing, and on SQLite two empty write transactions per tick would still queue for the single
         write lock in front of the inbox, the engine and the dispatcher."""
         async with self.store.read() as conn:
-            timer = select(timer_rows.c.id).where(timer_rows.c.state == "pending", timer_rows.c.fire_at <= now)
-            if (await conn.execute(timer.limit(1))).first() is not None:
+            if await timers.any_due(conn, now):
                 return True
             expired = select(sessions.c.id).where(text("state IN ('waiting', 'handoff')"), sessions.c.expires_at <= now)
             return (await conn.execute(expired.limit(1))).first() is not None
+
+    async def _maybe_sweep(self, now: datetime) -> None:
+        if self._last_sweep is not None and now - self._last_sweep < self.sweep_every:
+            return
+        self._last_sweep = now
+        try:
+            await self.sweep()
+        except Exception:  # housekeeping: never let it stop timers from firing
+            log.exception("timer sweep failed")
+
+    async def sweep(self) -> int:
+        """Delete one batch of settled timers (a read first: on SQLite an empty write would still queue for
+        the write lock); returns how many went."""
+        async with self.store.read() as conn:
+            if not await timers.any_settled(conn):
+                return 0
+        async with self.store.begin() as conn:
+            count = await timers.sweep_settled(conn, self.batch)
+        self.swept += count
+        return count
 
     async def fire_timers(self, now: datetime) -> int:
         async with self.store.begin() as conn:

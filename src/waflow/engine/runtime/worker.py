@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import select, text, update
+from sqlalchemy import Select, literal_column, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import InboundMessage
@@ -48,6 +48,7 @@ from waflow.store import Store
 from waflow.store.contacts import ContactRecord
 from waflow.store.dialect import is_postgres
 from waflow.store.inbox import InboundEventRecord, InboxRepository
+from waflow.store.tables import _FAILED_UNSEEN as FAILED_UNSEEN
 from waflow.store.tables import ENGINE_OPEN_EVENTS, inbound_events, outbound_messages, sessions
 from waflow.store.types import utcnow
 
@@ -58,6 +59,32 @@ _ENGINE_OPEN = text(ENGINE_OPEN_EVENTS)
 
 Clock = Callable[[], datetime]
 GroupKey = tuple[str, str]
+
+
+_FAILED_COLUMNS = ("id", "session_id", "node_id", "phone_number_id", "contact_key", "error_code", "error_text")
+
+
+def _failed_unseen(conn: AsyncConnection, columns: tuple[str, ...], limit: int) -> Select[Any]:
+    """Failed outbound messages of sessions the engine has not taken note of, oldest first, read from
+    `ix_outbound_messages_failed_unseen` (the filter is its WHERE, as text).
+
+    SQLite, which has no statistics here, took `session_id IS NOT NULL` for a range of
+    `ix_outbound_messages_session_id` and walked every outbound row that has a session (all of a bot's
+    messages) every maintenance round; `INDEXED BY` names the partial index (and would make the statement
+    fail, not scan, if a change made it unusable). PostgreSQL chooses the partial index from its statistics.
+    """
+    source = _FAILED_UNSEEN_SQLITE if conn.dialect.name == "sqlite" else outbound_messages.name
+    selected: list[Any] = [literal_column(name) for name in columns]
+    return (
+        select(*selected)
+        .select_from(text(source))
+        .where(text(FAILED_UNSEEN))
+        .order_by(literal_column("id"))
+        .limit(limit)
+    )
+
+
+_FAILED_UNSEEN_SQLITE = f"{outbound_messages.name} INDEXED BY ix_outbound_messages_failed_unseen"
 
 
 def _event(row: Any) -> InboundEventRecord:
@@ -393,25 +420,11 @@ class EngineWorker(BackgroundLoop):
 
     async def collect_failures(self) -> int:
         """Turn failed outbound messages of sessions into `failed:<outbox id>` events (the `on_failed` path)."""
-        seen = text("status = 'failed' AND session_id IS NOT NULL AND engine_seen_at IS NULL")
         async with self.store.read() as conn:  # usually none: do not queue for the write lock to find that out
-            if (await conn.execute(select(outbound_messages.c.id).where(seen).limit(1))).first() is None:
+            if (await conn.execute(_failed_unseen(conn, ("id",), 1))).first() is None:
                 return 0
         async with self.store.begin() as conn:
-            stmt = (
-                select(
-                    outbound_messages.c.id,
-                    outbound_messages.c.session_id,
-                    outbound_messages.c.node_id,
-                    outbound_messages.c.phone_number_id,
-                    outbound_messages.c.contact_key,
-                    outbound_messages.c.error_code,
-                    outbound_messages.c.error_text,
-                )
-                .where(seen)
-                .order_by(outbound_messages.c.id)
-                .limit(500)
-            )
+            stmt = _failed_unseen(conn, _FAILED_COLUMNS, 500)
             if is_postgres(conn):
                 stmt = stmt.with_for_update(skip_locked=True)
             rows = list(await conn.execute(stmt))
