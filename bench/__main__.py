@@ -19,7 +19,7 @@ BENCHMARKS = [
     ("outbox_dispatch", "dispatcher msg/s at limits 80 and 1,000, vs a pywa loop (issue 4)"),
     ("engine_flow", "inbound messages/s through a 5-node flow (issue 5)"),
     ("e2e_latency", "user message → reply latency through waflow serve (issue 6)"),
-    ("scale", "webhook ingest on stores of 1k / 100k / 1M contacts, vs pywa (issue 12)"),
+    ("scale", "ingest (vs pywa), dispatcher, API routes and engine on stores of 1k / 100k / 1M contacts"),
 ]
 
 

@@ -29,7 +29,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +43,7 @@ from waflow.outbox import DispatcherConfig, OutboxDispatcher, make_limiters
 from waflow.outbox.recorder import Accepted, Attempt, Recorder
 from waflow.store import Store
 from waflow.store.outbox import NewOutbound
-from waflow.store.tables import send_attempts
+from waflow.store.tables import outbound_messages, send_attempts
 from waflow.store.testing import sqlite_url
 
 PNID = "106540352242922"
@@ -93,34 +93,63 @@ async def _enqueue(store: Store, numbers: list[str]) -> float:
     return time.perf_counter() - started
 
 
-async def waflow_round(
-    base_url: str, token: str, limit: float, n: int, offset: int, tmp: Path
+def dispatcher_config(limit: float) -> DispatcherConfig:
+    """The dispatcher's settings in these benches: rate = the limit, no 24 h window or template checks."""
+    return DispatcherConfig(rate_per_s=limit, concurrency=64 if limit <= 100 else 128, claim_batch=256,
+                            enforce_window=False, check_templates=False)
+
+
+async def dispatch_run(
+    store: Store,
+    base_url: str,
+    token: str,
+    limit: float,
+    numbers: list[str],
+    wait: Callable[[OutboxDispatcher, int], Awaitable[None]] | None = None,
 ) -> tuple[float, int, float, int]:
-    """msg/s, 130429 answers, CPU µs/msg of this process, record commits."""
-    store = Store.open(sqlite_url(tmp, f"dispatch-{offset}.db"))
-    await store.upgrade()
+    """Enqueue one text message to each of `numbers` into `store` (upgraded; it may hold other rows), send them
+    with an `OutboxDispatcher` at `limit`; msg/s, 130429 answers, CPU µs/msg of this process, record commits.
+    Only this run's rows are counted (ids above the highest before the enqueue). The run ends when
+    `wait(dispatcher, highest id before)` returns (default: `dispatcher.drain`, nothing queued at all)."""
+    n = len(numbers)
     client = CloudAPIClient(phone_number_id=PNID, token=token, base_url=base_url, timeouts=Timeouts(total=10))
     try:
-        await _enqueue(store, _numbers(n, offset))
-        cfg = DispatcherConfig(rate_per_s=limit, concurrency=64 if limit <= 100 else 128, claim_batch=256,
-                               enforce_window=False, check_templates=False)
-        dispatcher = OutboxDispatcher(store, client, limiters=make_limiters(None), config=cfg)
+        async with store.read() as conn:
+            highest = select(func.coalesce(func.max(outbound_messages.c.id), 0))
+            before = int((await conn.execute(highest)).scalar_one())
+        await _enqueue(store, numbers)
+        dispatcher = OutboxDispatcher(store, client, limiters=make_limiters(None), config=dispatcher_config(limit))
         cpu = time.process_time()
         async with dispatcher.running():
-            await dispatcher.drain(n / limit * 3 + 30)
+            if wait is None:
+                await dispatcher.drain(n / limit * 3 + 30)
+            else:
+                await wait(dispatcher, before)
             done = datetime.now(UTC)  # the last outcome is committed
         cpu_us = (time.process_time() - cpu) / n * 1e6
+        mine = send_attempts.c.outbound_id > before
         async with store.read() as conn:
             throttled = (await conn.execute(
-                select(func.count()).select_from(send_attempts).where(send_attempts.c.error_code == 130429)
+                select(func.count()).select_from(send_attempts).where(mine, send_attempts.c.error_code == 130429)
             )).scalar_one()
-            first_send = (await conn.execute(select(func.min(send_attempts.c.started_at)))).scalar_one()
+            first_send = (await conn.execute(select(func.min(send_attempts.c.started_at)).where(mine))).scalar_one()
         # as documented above: from the first send (not the dispatcher's start-up and first claim) to the last
         # outcome committed
         elapsed = (done - first_send).total_seconds()
         return n / elapsed, int(throttled), cpu_us, dispatcher.recorder.commits
     finally:
         await client.aclose()
+
+
+async def waflow_round(
+    base_url: str, token: str, limit: float, n: int, offset: int, tmp: Path
+) -> tuple[float, int, float, int]:
+    """msg/s, 130429 answers, CPU µs/msg of this process, record commits (a fresh SQLite store)."""
+    store = Store.open(sqlite_url(tmp, f"dispatch-{offset}.db"))
+    await store.upgrade()
+    try:
+        return await dispatch_run(store, base_url, token, limit, _numbers(n, offset))
+    finally:
         await store.close()
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from waflow.canonical import ContactRef
 from waflow.store import NewInboundEvent, Store
 from waflow.store.contacts import MERGED, ContactRecord
-from waflow.store.tables import contacts
+from waflow.store.tables import contacts, outbound_messages
 
 from .helpers import PNID, at, message, text_out
 
@@ -184,3 +184,25 @@ async def test_window_follows_the_person_after_a_merge(store: Store) -> None:
         await store.contacts.upsert_from_inbound(conn, PNID, BOTH, at(10))
         assert await store.contacts.window_open(conn, PNID, U, now=at(0) + timedelta(hours=30))
         assert not await store.contacts.window_open(conn, PNID, U, now=at(0) + timedelta(hours=48))
+
+
+async def test_a_send_to_either_id_joins_the_persons_one_queue(store: Store) -> None:
+    """A person first seen by user_id (filed under it) and later by number: an API send or a campaign to
+    the number is queued under the contact's key, behind the flow's replies, not in a queue of its own."""
+    from waflow.outbox.campaigns import enqueue_campaign, enqueue_message
+
+    await one_by_one(store, [(ONLY_USER, 0), (BOTH, 60)])
+    [person] = await people(store)
+    assert person.contact_key == U
+    async with store.begin() as conn:
+        by_number = await enqueue_message(store, PNID, text_out("hi", to=W), business_initiated=False, conn=conn)
+        by_stranger = await enqueue_message(store, PNID, text_out("hi", to=W2), business_initiated=False, conn=conn)
+    campaign = await enqueue_campaign(
+        store, name="promo", phone_number_id=PNID, template="promo", language="en_US", contacts=[{"wa_id": W}]
+    )
+    async with store.read() as conn:
+        assert (await store.outbox.get(conn, by_number)).contact_key == U  # type: ignore[union-attr]
+        assert (await store.outbox.get(conn, by_stranger)).contact_key == W2  # type: ignore[union-attr]
+        o = outbound_messages
+        rows = await conn.execute(select(o.c.contact_key).where(o.c.campaign_id == campaign))
+        assert [r.contact_key for r in rows] == [U]

@@ -22,11 +22,9 @@ from waflow.store import NewInboundEvent, Store
 from waflow.store.seeding import SeedInfo
 from waflow.store.types import utcnow
 
-from . import plans
 from .plans import Big, assert_plans_bounded, bad_plan_lines, findings
 
 # the seeded stores (bound, not imported: a test argument named like an imported name is F811 to ruff)
-big_sqlite, big_postgres, big_store = plans.big_sqlite, plans.big_postgres, plans.big_store
 
 on_session_loop = pytest.mark.asyncio(loop_scope="session")  # the seeded stores live on the session's loop
 

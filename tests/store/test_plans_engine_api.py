@@ -15,13 +15,7 @@ from waflow.store import Store
 from waflow.store.seeding import SeedInfo
 from waflow.store.types import utcnow
 
-from .plans import (  # noqa: F401  (big_sqlite, big_postgres, big_store: the fixtures)
-    Big,
-    assert_plans_bounded,
-    big_postgres,
-    big_sqlite,
-    big_store,
-)
+from .plans import Big, assert_plans_bounded
 
 on_session_loop = pytest.mark.asyncio(loop_scope="session")  # the seeded stores live on the session's loop
 
@@ -112,7 +106,7 @@ ALLOW: dict[str, tuple[str, ...]] = {
 
 @on_session_loop
 @pytest.mark.parametrize("name", list(CASES))
-async def test_engine_api_statement_is_bounded(big_store: Big, name: str) -> None:  # noqa: F811
+async def test_engine_api_statement_is_bounded(big_store: Big, name: str) -> None:
     store, info = big_store
     case = CASES[name]
     await assert_plans_bounded(store, name, lambda conn: case(store, conn, info), allow=ALLOW.get(name, ()))

@@ -1,8 +1,10 @@
 """Bulk sends (campaigns) and one-off enqueues: the Python API the CLI and the admin API call.
 
 A campaign is a row in `campaigns` plus one outbound template row per contact (`campaign_id` set,
-business-initiated, so the messaging tier applies). Pausing parks the campaign's queued rows (they
-are not claimed); resuming makes them due. The dispatcher marks a campaign `done` once none of its
+business-initiated, so the messaging tier applies). Pausing sets the campaign's status, and the
+dispatcher claims no row of a campaign that is not running (so pausing and resuming cost one row,
+whatever the campaign's size); resuming makes its rows claimable again, as due as they were. The
+dispatcher marks a campaign `done` once none of its
 rows is queued. Parameters are strings where `{column}` takes the contact's CSV column; a missing or
 empty value is enqueued as is and fails at dispatch with class `template` and the reason on the row.
 """
@@ -63,6 +65,14 @@ def contact_number(row: Mapping[str, Any]) -> str:
     raise ValueError(f"a contact row needs one of the columns {', '.join(PHONE_COLUMNS)}: {dict(row)}")
 
 
+async def contact_keys(
+    store: Store, conn: AsyncConnection, phone_number_id: str, addresses: Sequence[str]
+) -> dict[str, str]:
+    """The key each address (a wa_id, a user_id or a contact key) is queued under: its contact's, if known."""
+    found = await store.contacts.find_many(conn, phone_number_id, addresses) if addresses else {}
+    return {a: found[a].contact_key if a in found else a for a in addresses}
+
+
 async def enqueue_message(
     store: Store,
     phone_number_id: str,
@@ -72,10 +82,14 @@ async def enqueue_message(
     fallback_template: dict[str, Any] | None = None,
     conn: AsyncConnection | None = None,
 ) -> int:
-    """Queue one message (in `conn`'s transaction when given); returns the outbox id."""
-    key = message.to or message.recipient or ""
+    """Queue one message (in `conn`'s transaction when given); returns the outbox id.
+
+    The row is filed under the key of the contact the address names (a person known by a wa_id and a
+    user_id has one queue, whichever the caller names), else under the address itself."""
+    address = message.to or message.recipient or ""
 
     async def go(c: AsyncConnection) -> int:
+        key = (await contact_keys(store, c, phone_number_id, [address]))[address]
         return await store.outbox.enqueue(
             c, phone_number_id, message, contact_key=key, business_initiated=business_initiated,
             fallback_template=fallback_template,
@@ -109,17 +123,24 @@ async def enqueue_campaign(
             c, name=name, phone_number_id=phone_number_id, template=template, language=language, params=list(params)
         )
         n = 0
-        chunk: list[NewOutbound] = []
+        chunk: list[OutboundMessage] = []
+
+        async def flush() -> int:
+            keys = await contact_keys(store, c, phone_number_id, [m.to or "" for m in chunk])
+            items = [
+                NewOutbound(m, contact_key=keys[m.to or ""], business_initiated=True, campaign_id=cid) for m in chunk
+            ]
+            return len(await store.outbox.enqueue_many(c, phone_number_id, items))
+
         for row in contacts:
             number = contact_number(row)
-            message = OutboundMessage(
+            chunk.append(OutboundMessage(
                 to=number, type="template", content=template_content(template, language, render_params(params, row))
-            )
-            chunk.append(NewOutbound(message, contact_key=number, business_initiated=True, campaign_id=cid))
+            ))
             if len(chunk) >= _ENQUEUE_CHUNK:
-                n += len(await store.outbox.enqueue_many(c, phone_number_id, chunk))
+                n += await flush()
                 chunk = []
-        n += len(await store.outbox.enqueue_many(c, phone_number_id, chunk))
+        n += await flush()
         await repo.add_total(c, cid, n)
         return cid
 
@@ -131,18 +152,12 @@ async def enqueue_campaign(
 
 async def pause_campaign(store: Store, campaign_id: int) -> bool:
     async with store.begin() as conn:
-        if not await CampaignRepository().set_status(conn, campaign_id, "paused", only_from=("running",)):
-            return False
-        await store.outbox.park_campaign(conn, campaign_id, True)
-        return True
+        return await CampaignRepository().set_status(conn, campaign_id, "paused", only_from=("running",))
 
 
 async def resume_campaign(store: Store, campaign_id: int) -> bool:
     async with store.begin() as conn:
-        if not await CampaignRepository().set_status(conn, campaign_id, "running", only_from=("paused",)):
-            return False
-        await store.outbox.park_campaign(conn, campaign_id, False)
-        return True
+        return await CampaignRepository().set_status(conn, campaign_id, "running", only_from=("paused",))
 
 
 @dataclass(frozen=True, slots=True)

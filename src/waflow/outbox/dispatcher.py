@@ -126,6 +126,7 @@ class OutboxDispatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._last_recover = -1e18
         self._last_maintenance = -1e18
+        self._last_fold = time.monotonic()
         self.sent = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -271,21 +272,40 @@ class OutboxDispatcher:
             await self.maintenance()
 
     async def maintenance(self) -> None:
-        """Classify failures applied from webhooks without a class, finish campaigns, update gauges."""
-        async with self.store.begin() as conn:
-            repo = self.store.outbox
+        """Classify failures applied from webhooks without a class, finish campaigns, update gauges.
+
+        Every statement reads an index range of what it acts on or a counter (revision 0006): the failed rows
+        still unclassified (a partial index), the campaigns' and the queue's counters. On SQLite this runs in
+        a read transaction and takes the write lock only when there is something to write."""
+        repo = self.store.outbox
+        campaigns = CampaignRepository()
+        async with self.store.read() as conn:
             missing = await repo.unclassified_failures(conn)
-            classes = {oid: cls for oid, code in missing if (cls := classify_code(code)) is not None}
-            if classes:
-                await repo.set_error_classes(conn, classes)
-            campaigns = CampaignRepository()
-            for cid in await campaigns.running_ids(conn):
-                counts = await campaigns.counts(conn, cid)
-                if counts and not counts.get("queued"):
-                    await campaigns.set_status(conn, cid, "done", only_from=("running",))
+            active = await campaigns.running_ids(conn)
+            counts = await campaigns.counts_many(conn, active)
+            paused = await campaigns.paused_ids(conn)
             depth = await repo.waiting_counts(conn)
+        classes = {oid: cls for oid, code in missing if (cls := classify_code(code)) is not None}
+        finished = [cid for cid, by_status in counts.items() if cid not in paused and not by_status.get("queued")]
+        if classes or finished or self._fold_due():
+            async with self.store.begin() as conn:
+                if classes:
+                    await repo.set_error_classes(conn, classes)
+                for cid in finished:  # `only_from`: a campaign paused meanwhile stays paused
+                    await campaigns.set_status(conn, cid, "done", only_from=("running",))
+                await repo.fold_counters(conn)
+        # A paused campaign's rows keep their own waiting reason; the gauge shows them apart as 'paused'.
+        depth["paused"] = sum(counts.get(cid, {}).get("queued", 0) for cid in paused)
         for reason in ("", "pair", "tier", "retry", "throttled", "unknown_outcome", "paused"):
             metrics.QUEUE_DEPTH.labels(reason).set(depth.get(reason, 0))
+
+    def _fold_due(self) -> bool:
+        """Fold the counter shards of exited connections about once a minute (PostgreSQL; cheap, rarely needed)."""
+        now = time.monotonic()
+        if now - self._last_fold < 60.0:
+            return False
+        self._last_fold = now
+        return True
 
     # -- one row -----------------------------------------------------------------------------------
 

@@ -23,5 +23,10 @@ LIMITER_WAIT = Histogram(
 DEFERRED = Counter(
     "waflow_outbox_deferred_total", "Claimed rows given back without a send, by reason (pair, tier).", ["reason"]
 )
-QUEUE_DEPTH = Gauge("waflow_outbox_queue_depth", "Queued outbound rows by waiting reason ('' = due).", ["reason"])
+QUEUE_DEPTH = Gauge(
+    "waflow_outbox_queue_depth",
+    "Queued outbound rows by waiting reason ('' = due); 'paused': those of paused campaigns (counted under their "
+    "own reason too: pausing leaves the rows as they are).",
+    ["reason"],
+)
 IN_FLIGHT = Gauge("waflow_outbox_in_flight", "Rows this process holds a lease on.")

@@ -1,7 +1,8 @@
 """Process-level metrics beside the parts' own (webhooks, outbox: already in the default registry).
 
-Gauges read from the store at scrape time (messages by status, inbox backlog), and the engine's and
-status processor's progress, exported from the running parts.
+Gauges read from the store at scrape time (messages by status: the outbox counters; inbox backlog: the
+open events only — `waflow.store.gauges`), and the engine's and status processor's progress, exported
+from the running parts.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from collections.abc import Iterator
 from prometheus_client import REGISTRY, Gauge
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from waflow.server.parts import Parts
-from waflow.store.tables import inbound_events, outbound_messages
+from waflow.store.gauges import scrape_counts
 
 MESSAGES_BY_STATUS = Gauge("waflow_messages", "Outbound messages in the store by delivery status.", ["status"])
 INBOX_OPEN = Gauge("waflow_inbox_open_events", "Inbound events not processed yet, by kind and state.",
@@ -51,16 +51,8 @@ def track(parts: Parts) -> None:
 
 async def refresh_gauges(parts: Parts) -> None:
     async with parts.store.read() as conn:
-        o, i = outbound_messages, inbound_events
-        counted = await conn.execute(select(o.c.status, func.count()).group_by(o.c.status))
-        by_status: dict[str, int] = dict(counted.tuples().all())
-        open_rows = (
-            await conn.execute(
-                select(i.c.kind, i.c.state, func.count())
-                .where(i.c.state.in_(("pending", "failed")))
-                .group_by(i.c.kind, i.c.state)
-            )
-        ).tuples().all()
+        counts = await scrape_counts(conn)
+    by_status, open_rows = counts.messages_by_status, counts.open_events
     for status in ("queued", "accepted", "sent", "delivered", "read", "played", "failed"):
         MESSAGES_BY_STATUS.labels(status).set(by_status.get(status, 0))
     INBOX_OPEN.clear()

@@ -31,8 +31,10 @@ timezone-aware; JSON is JSON on SQLite, JSONB on PostgreSQL):
     Indexes: open events per (phone_number_id, contact_key, id); open events per (kind, id); every
     event per (phone_number_id, contact_key, id) (timelines).
 
-`dead_letters` — unparseable webhook bodies kept raw.
-    id, received_at, phone_number_id, reason, headers (JSON, sanitised by the caller), body (bytes).
+`dead_letters` — webhook bodies, or rejected fragments of them, that did not parse.
+    id, received_at, phone_number_id, reason, headers (JSON, sanitised by the caller), body (bytes: the
+    raw body, or a fragment's own small body), place (where in the body the fragment was; NULL for a
+    whole body), body_sha256 (UNIQUE: a redelivery counts), copies, last_received_at.
 
 `outbound_messages` — the outbox.
     id, phone_number_id, contact_key, to_number (OutboundMessage.to), recipient_user_id
@@ -40,9 +42,15 @@ timezone-aware; JSON is JSON on SQLite, JSONB on PostgreSQL):
     provider_message_id (wamid, UNIQUE when set), business_initiated, fallback_template JSON,
     campaign_id, session_id, node_id (no FKs yet), due_at, attempts, claimed_by, claimed_until
     (dispatcher lease), outcome_unknown_since, error_code, error_class, error_text, created_at,
-    updated_at, accepted_at, sent_at, delivered_at, read_at, played_at, failed_at.
-    Indexes: queued rows per (phone_number_id, contact_key, id) — the head of each recipient's
-    queue; queued rows by due_at; every message per (phone_number_id, contact_key, id) (timelines).
+    updated_at, accepted_at, sent_at, delivered_at, read_at, played_at, failed_at, queue_head (the
+    lowest queued id of its recipient; kept by triggers).
+    Indexes: queued rows per (phone_number_id, contact_key, id) — each recipient's queue; claimable
+    heads per (phone_number_id, campaign_id, due_at, id) — the claim's lanes; failed rows not yet
+    classified; every message per (phone_number_id, contact_key, id) (timelines).
+
+`outbound_counts`, `campaign_counts` — counters kept by triggers on `outbound_messages` (rows per
+    number, status and waiting reason; per campaign and status), sharded per PostgreSQL backend so
+    concurrent writers never share a row; a count is the sum over shards (revision 0006 says why).
 
 `send_attempts` — one row per send try.
     id, outbound_id FK, attempt (1, 2, ...), started_at, finished_at, outcome

@@ -36,7 +36,7 @@ statement, in hash order), so two concurrent webhooks of one new person cannot c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,23 +95,27 @@ def _identity_locks(phone_number_id: str, ref: ContactRef) -> list[str]:
     return keys
 
 
-def _lookup(phone_number_id: str, keys: Sequence[str], wa_ids: Sequence[str], user_ids: Sequence[str]) -> Any:
-    """One statement: the rows holding any of the keys / wa_ids / user_ids, each branch an index search."""
-    branches: list[Select[Any]] = []
-    for via, column, values in (
-        (_BY_KEY, contacts.c.contact_key, keys),
-        (_BY_WA, contacts.c.wa_id, wa_ids),
-        (_BY_USER, contacts.c.user_id, user_ids),
-    ):
-        for start in range(0, len(values), _CHUNK):
+def _lookups(
+    phone_number_id: str, keys: Sequence[str], wa_ids: Sequence[str], user_ids: Sequence[str]
+) -> Iterator[Any]:
+    """Statements finding the rows holding any of the keys / wa_ids / user_ids: one UNION ALL of at most three
+    index searches (one per id kind) per `_CHUNK` ids, so that a campaign's worth of keys stays well within
+    every database's limits on parameters and compound terms."""
+    for start in range(0, max(len(keys), len(wa_ids), len(user_ids)), _CHUNK):
+        branches: list[Select[Any]] = []
+        for via, column, values in (
+            (_BY_KEY, contacts.c.contact_key, keys),
+            (_BY_WA, contacts.c.wa_id, wa_ids),
+            (_BY_USER, contacts.c.user_id, user_ids),
+        ):
             chunk = list(values[start : start + _CHUNK])
+            if not chunk:
+                continue
             where = column == chunk[0] if len(chunk) == 1 else column.in_(chunk)
             branches.append(
                 select(literal(via).label("via"), *_COLUMNS).where(contacts.c.phone_number_id == phone_number_id, where)
             )
-    if len(branches) == 1:
-        return branches[0]
-    return union_all(*branches)
+        yield branches[0] if len(branches) == 1 else union_all(*branches)
 
 
 @dataclass(slots=True)
@@ -131,7 +135,8 @@ async def _find(
     if not (k or w or u):
         return found
     aliases: dict[str, int] = {}
-    for row in await conn.execute(_lookup(phone_number_id, k, w, u)):
+    rows = [row for stmt in _lookups(phone_number_id, k, w, u) for row in await conn.execute(stmt)]
+    for row in rows:
         record = _record(row)
         if row.via == _BY_KEY:
             if record.merged_into is not None:
@@ -180,8 +185,6 @@ def _plain_match(found: _Found, ref: ContactRef) -> tuple[bool, ContactRecord | 
         return False, None  # the row lacks the number or holds another (linking must check other rows)
     if ref.user_id and row.user_id not in (None, ref.user_id):
         return False, None  # the number is held by another person
-    if ref.user_id and row.user_id is None and ref.user_id in found.by_user:
-        return False, None
     return True, row
 
 

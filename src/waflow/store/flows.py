@@ -20,6 +20,23 @@ from waflow.store.types import utcnow
 
 LOCK_CLASS_FLOW = 0x666C6F  # "flo": deploying a flow id
 
+_generation = 0
+
+
+def deploy_generation() -> int:
+    """A counter bumped by every deploy / deactivate made through this process's repositories.
+
+    It lets a process's engine catalogs notice their own process's deploys without asking the database every
+    round (`FlowCatalog.refresh`). It is bumped when the statements run, not when they commit: a reader that
+    sees it change must look in the database until the change shows (or give up after a bound).
+    """
+    return _generation
+
+
+def _bump() -> None:
+    global _generation
+    _generation += 1
+
 
 @dataclass(frozen=True, slots=True)
 class FlowVersionRecord:
@@ -48,6 +65,7 @@ class FlowVersionRepository:
         The same hash as a stored version reuses (and re-activates) that row: no new version.
         """
         await lock_keys(conn, LOCK_CLASS_FLOW, [flow_id])  # PostgreSQL; SQLite writers are serialised
+        _bump()
         existing = await self.by_hash(conn, flow_id, content_hash)
         if existing is not None and existing.active:
             return existing, False
@@ -97,10 +115,7 @@ class FlowVersionRepository:
 
     async def fingerprint(self, conn: AsyncConnection) -> tuple[int, int]:
         """(count, sum of ids) of the active versions: changes whenever a deploy changes what is active."""
-        stmt = select(func.count(), func.coalesce(func.sum(flow_versions.c.id), 0)).where(
-            flow_versions.c.active.is_(True)
-        )
-        count, total = (await conn.execute(stmt)).one()
+        count, total = (await conn.execute(_FINGERPRINT)).one()
         return int(count), int(total)
 
     async def history(self, conn: AsyncConnection, flow_id: str) -> list[FlowVersionRecord]:
@@ -109,12 +124,19 @@ class FlowVersionRepository:
 
     async def deactivate(self, conn: AsyncConnection, flow_id: str) -> bool:
         """Stop starting new sessions on `flow_id` (running ones go on)."""
+        _bump()
         stmt = (
             update(flow_versions)
             .where(flow_versions.c.flow_id == flow_id, flow_versions.c.active.is_(True))
             .values(active=False)
         )
         return (await conn.execute(stmt)).rowcount > 0
+
+
+# built once (a poll's statement: building it and its cache key cost more than running it)
+_FINGERPRINT = select(func.count(), func.coalesce(func.sum(flow_versions.c.id), 0)).where(
+    flow_versions.c.active.is_(True)
+)
 
 
 def _asdict(record: FlowVersionRecord) -> dict[str, Any]:

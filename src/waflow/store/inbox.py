@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Text, bindparam, case, cast, func, literal, select, update
+from sqlalchemy import Text, bindparam, case, cast, func, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import EventKind, InboundMessage, StatusUpdate, TemplateStatusUpdate
@@ -196,6 +196,21 @@ def _record(row: Any) -> InboundEventRecord:
     return InboundEventRecord(*row)  # positional: building `row._mapping` per row cost more than the row
 
 
+# `take_open`'s UPDATE, built once with parameters (its construction and cache key were most of its cost).
+# The open-state check is a CASE so that PostgreSQL looks the ids up in the primary key: with a plain
+# `state IN ('pending', 'failed')` the planner matched the partial index `ix_inbound_events_open_by_kind` and
+# walked all of it (every open event) to find a handful of ids. A NULL CASE rejects the row: same rows.
+_TAKE_OPEN = (
+    update(inbound_events)
+    .where(
+        inbound_events.c.id.in_(bindparam("ids", expanding=True)),
+        text("CASE WHEN state IN ('pending', 'failed') THEN true END"),
+    )
+    .values(state="done", processed_at=bindparam("at", type_=inbound_events.c.processed_at.type), error=None)
+    .returning(inbound_events.c.id)
+)
+
+
 class InboxRepository:
     async def insert_events(self, conn: AsyncConnection, rows: Sequence[NewInboundEvent]) -> list[int | None]:
         """Write `rows`, deduplicated by `dedup_key` (see `insert_rows`)."""
@@ -271,13 +286,8 @@ class InboxRepository:
         """
         if not ids:
             return set()
-        stmt = (
-            update(inbound_events)
-            .where(inbound_events.c.id.in_(list(ids)), inbound_events.c.state.in_(one_of(OPEN_STATES)))
-            .values(state="done", processed_at=as_utc(at) if at else utcnow(), error=None)
-            .returning(inbound_events.c.id)
-        )
-        return set((await conn.execute(stmt)).scalars())
+        params = {"ids": list(ids), "at": as_utc(at) if at else utcnow()}
+        return set((await conn.execute(_TAKE_OPEN, params)).scalars())
 
     async def pending_for_contact(
         self,

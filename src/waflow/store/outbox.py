@@ -8,7 +8,10 @@ known (timeout, crash) stays `queued` with `outcome_unknown_since` set: the stat
 
 Per-recipient order: the head of a recipient's queue is its lowest `id` with status `queued`
 (index `ix_outbound_messages_queued_by_recipient`); a dispatcher sends a row only when it is that
-head and due, so a retrying message holds back the ones written after it.
+head and due, so a retrying message holds back the ones written after it. Triggers (revision 0006)
+keep the head marked (`queue_head`), and count the rows per number, status and waiting reason
+(`outbound_counts`) and per campaign and status (`campaign_counts`): the claim walks only the due
+heads, and no count reads the outbox itself.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, case, exists, func, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import DeliveryStatus, OutboundMessage
 from waflow.store.bulk import BulkInsert
-from waflow.store.dialect import LOCK_CLASS_WAMID, const, lock_keys
+from waflow.store.contacts import ContactRepository
+from waflow.store.dialect import LOCK_CLASS_WAMID, const, is_postgres, lock_keys
 from waflow.store.statuses import (
     AppliedResult,
     Classifier,
@@ -35,11 +39,12 @@ from waflow.store.statuses import (
     load_states,
     write_states,
 )
-from waflow.store.tables import campaigns, contacts, outbound_messages, send_attempts
+from waflow.store.tables import campaigns, outbound_counts, outbound_messages, send_attempts
 from waflow.store.transitions import MessageState
 from waflow.store.types import UTCDateTime, as_utc, utcnow
 
 _RELEASE_CLAIM = {"claimed_by": None, "claimed_until": None}
+LOCK_CLASS_FOLD = 0x666C64  # "fld": one counter folder at a time (`fold_counters`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,10 +259,13 @@ def _claimed(row: Any) -> ClaimedRow:
     return ClaimedRow(OutboundRecord(*values), waiting_reason, throttles, bool(fallback_used))
 
 
-def _is_head() -> Any:
-    """No earlier queued row for the same recipient: the row is the head of its recipient's queue."""
+_QUEUE_HEAD = text("outbound_messages.queue_head")
+
+
+def _earlier_queued() -> Any:
+    """An earlier queued row of the same recipient exists (the row is not the head of its queue)."""
     earlier = outbound_messages.alias("earlier")
-    return ~exists().where(
+    return exists().where(
         earlier.c.phone_number_id == outbound_messages.c.phone_number_id,
         earlier.c.contact_key == outbound_messages.c.contact_key,
         earlier.c.status == const("queued"),
@@ -265,24 +273,66 @@ def _is_head() -> Any:
     )
 
 
-def _campaign_running() -> Any:
-    paused = exists().where(campaigns.c.id == outbound_messages.c.campaign_id, campaigns.c.status == "paused")
-    return or_(outbound_messages.c.campaign_id.is_(None), ~paused)
+Lane = tuple[str, int | None]  # (phone_number_id, campaign_id or None): one range of `ix_outbound_messages_claimable`
+
+
+def _lane_pick(lane: Lane, now: datetime, limit: int) -> Any:
+    """The first `limit` due, unleased heads of one lane in (due_at, id) order: a range of the claimable index
+    read in order and stopped at the limit, whatever the length of the queues behind those heads."""
+    o = outbound_messages
+    number, campaign_id = lane
+    cond: list[Any] = [
+        o.c.status == const("queued"),
+        # bare, as the partial index's WHERE has it: SQLite's `queue_head = 1` would not prove that WHERE
+        _QUEUE_HEAD,
+        o.c.phone_number_id == number,
+        o.c.campaign_id.is_(None) if campaign_id is None else o.c.campaign_id == campaign_id,
+        o.c.due_at <= now,
+        o.c.claimed_by.is_(None),
+    ]
+    return select(o.c.id, o.c.due_at).where(*cond).order_by(o.c.due_at, o.c.id).limit(limit)
 
 
 class DispatchQueries:
     """The dispatcher's claim/release statements (mixed into `OutboxRepository`)."""
 
+    async def _lanes(self, conn: AsyncConnection, phone_number_ids: Sequence[str] | None) -> list[Lane]:
+        """Where claimable rows can be: per number, its rows of no campaign and those of each running campaign.
+
+        Rows of a paused (or finished) campaign are in no lane, so pausing costs one campaign row and the
+        claim never reads past them. The numbers, when not given, are those with queued rows (the counters).
+        """
+        if phone_number_ids is None:
+            c = outbound_counts
+            stmt = (
+                select(c.c.phone_number_id)
+                .where(c.c.status == const("queued"))
+                .group_by(c.c.phone_number_id)
+                .having(func.sum(c.c.n) > 0)
+            )
+            numbers = sorted(str(n) for n in (await conn.execute(stmt)).scalars())
+        else:
+            numbers = sorted(set(phone_number_ids))
+        if not numbers:
+            return []
+        running = select(campaigns.c.phone_number_id, campaigns.c.id).where(
+            campaigns.c.status == const("running"), campaigns.c.phone_number_id.in_(numbers)
+        )
+        lanes: list[Lane] = [(number, None) for number in numbers]
+        lanes += [(str(r[0]), int(r[1])) for r in await conn.execute(running.order_by(campaigns.c.id))]
+        return lanes
+
     async def any_due(
         self, conn: AsyncConnection, *, now: datetime | None = None, phone_number_ids: Sequence[str] | None = None
     ) -> bool:
-        """Whether some queued, unleased row is due: a read that lets an idle dispatcher skip the write
-        transaction of `claim_due` (on SQLite that would queue for the single write lock every poll)."""
-        o = outbound_messages
-        cond = [o.c.status == const("queued"), o.c.due_at <= (now or utcnow()), o.c.claimed_by.is_(None)]
-        if phone_number_ids is not None:
-            cond.append(o.c.phone_number_id.in_(list(phone_number_ids)))
-        return (await conn.execute(select(o.c.id).where(*cond).limit(1))).first() is not None
+        """Whether some row is claimable (a due, unleased head in a lane): a read that lets an idle dispatcher
+        skip the write transaction of `claim_due` (on SQLite that would queue for the single write lock every
+        poll). One indexed probe per lane."""
+        now = now or utcnow()
+        for lane in await self._lanes(conn, phone_number_ids):
+            if (await conn.execute(_lane_pick(lane, now, 1))).first() is not None:
+                return True
+        return False
 
     async def claim_due(
         self,
@@ -297,22 +347,32 @@ class DispatchQueries:
         """Lease up to `limit` due rows that are the head of their recipient's queue, oldest due first.
 
         A row is claimable when it is `queued`, due, not leased, the lowest queued id of its
-        (phone_number_id, contact_key), and not in a paused campaign. PostgreSQL: `FOR UPDATE SKIP
-        LOCKED`, so concurrent dispatchers take disjoint rows; SQLite: the write transaction is exclusive.
+        (phone_number_id, contact_key) (`queue_head`), and not in a paused campaign. Each lane (`_lanes`)
+        gives its first `limit` candidates from the claimable index and the earliest `limit` of them all are
+        leased: the cost is lanes x limit index entries, not the queue's length. PostgreSQL: each lane's
+        pick is `FOR UPDATE SKIP LOCKED`, so concurrent dispatchers take disjoint rows (candidates not
+        leased stay locked only until this transaction ends); SQLite: the write transaction is exclusive.
         """
         now = now or utcnow()
+        if limit <= 0:
+            return []
         o = outbound_messages
-        cond = [
-            o.c.status == const("queued"), o.c.due_at <= now, o.c.claimed_by.is_(None), _is_head(), _campaign_running()
-        ]
-        if phone_number_ids is not None:
-            cond.append(o.c.phone_number_id.in_(list(phone_number_ids)))
-        pick = select(o.c.id).where(*cond).order_by(o.c.due_at, o.c.id).limit(limit)
-        if conn.dialect.name == "postgresql":
-            pick = pick.with_for_update(skip_locked=True, of=o)
+        candidates: list[tuple[datetime, int]] = []
+        for lane in await self._lanes(conn, phone_number_ids):
+            pick = _lane_pick(lane, now, limit)
+            if is_postgres(conn):
+                pick = pick.with_for_update(skip_locked=True, of=o)
+            candidates += [(as_utc(r[1]), int(r[0])) for r in await conn.execute(pick)]
+        if not candidates:
+            return []
+        ids = sorted(oid for _due, oid in sorted(candidates)[:limit])
+        stmt = update(o).where(o.c.id.in_(ids))
+        if is_postgres(conn):
+            # two first rows of an empty queue enqueued at once may both be marked (see revision 0006): take
+            # only the one with no earlier queued row (one index probe each; SQLite has one writer, no race)
+            stmt = stmt.where(~_earlier_queued())
         stmt = (
-            update(o)
-            .where(o.c.id.in_(pick.scalar_subquery()))
+            stmt
             .values(claimed_by=claimer, claimed_until=now + lease, updated_at=now)
             .returning(*OUTBOUND_COLUMNS, *_CLAIM_EXTRA)
         )
@@ -436,32 +496,20 @@ class DispatchQueries:
     async def last_inbound_times(
         self, conn: AsyncConnection, phone_number_id: str, keys: Iterable[str]
     ) -> dict[str, datetime | None]:
-        """`last_inbound_at` per contact key (matched like `ContactRepository.get`); absent keys are missing."""
-        wanted = sorted(set(keys))
-        if not wanted:
-            return {}
-        stmt = select(contacts.c.contact_key, contacts.c.wa_id, contacts.c.user_id, contacts.c.last_inbound_at).where(
-            contacts.c.phone_number_id == phone_number_id,
-            or_(contacts.c.contact_key.in_(wanted), contacts.c.wa_id.in_(wanted), contacts.c.user_id.in_(wanted)),
-        )
-        found: dict[str, datetime | None] = {}
-        want = set(wanted)
-        for row in await conn.execute(stmt):
-            for key in (row.wa_id, row.user_id, row.contact_key):
-                if key in want:
-                    previous = found.get(key)
-                    found[key] = row.last_inbound_at if previous is None else max(
-                        previous, row.last_inbound_at or previous
-                    )
-        return found
+        """`last_inbound_at` per contact key (matched like `ContactRepository.get`, merged contacts followed);
+        absent keys are missing. Index lookups by contact_key, wa_id and user_id (`find_many`)."""
+        found = await ContactRepository().find_many(conn, phone_number_id, keys)
+        return {key: contact.last_inbound_at for key, contact in found.items()}
 
     async def unclassified_failures(self, conn: AsyncConnection, limit: int = 500) -> list[tuple[int, int]]:
         """(id, error_code) of failed rows whose error class was not recorded (a status webhook applied
         without a classifier)."""
         o = outbound_messages
+        # the filter written as the partial index `ix_outbound_messages_unclassified` has it: only those rows
         stmt = (
             select(o.c.id, o.c.error_code)
             .where(o.c.status == const("failed"), o.c.error_class.is_(None), o.c.error_code.is_not(None))
+            .order_by(o.c.id)
             .limit(limit)
         )
         return [(int(r.id), int(r.error_code)) for r in await conn.execute(stmt)]
@@ -475,23 +523,42 @@ class DispatchQueries:
             )
 
     async def waiting_counts(self, conn: AsyncConnection) -> dict[str, int]:
-        """Queued rows per waiting reason (`""` for rows simply due)."""
-        o = outbound_messages
-        stmt = (
-            select(o.c.waiting_reason, func.count()).where(o.c.status == const("queued")).group_by(o.c.waiting_reason)
-        )
-        return {(r[0] or ""): int(r[1]) for r in await conn.execute(stmt)}
+        """Queued rows per waiting reason (`""` for rows simply due), from the counters."""
+        c = outbound_counts
+        stmt = select(c.c.waiting_reason, func.sum(c.c.n)).where(c.c.status == const("queued"))
+        stmt = stmt.group_by(c.c.waiting_reason)
+        return {str(r[0]): int(r[1]) for r in await conn.execute(stmt) if r[1]}
 
-    async def park_campaign(self, conn: AsyncConnection, campaign_id: int, park: bool) -> int:
-        """Pausing parks a campaign's queued rows (waiting_reason 'paused', never due); resuming makes them due."""
-        o = outbound_messages
-        now = utcnow()
-        base = update(o).where(o.c.campaign_id == campaign_id, o.c.status == const("queued"), o.c.claimed_by.is_(None))
-        if park:
-            stmt = base.values(waiting_reason="paused", updated_at=now)
-        else:
-            stmt = base.where(o.c.waiting_reason == "paused").values(waiting_reason=None, due_at=now, updated_at=now)
-        return int((await conn.execute(stmt)).rowcount)
+    async def status_counts(self, conn: AsyncConnection, phone_number_id: str | None = None) -> dict[str, int]:
+        """Outbound rows per delivery status (of one number, or of all), from the counters."""
+        c = outbound_counts
+        stmt = select(c.c.status, func.sum(c.c.n)).group_by(c.c.status)
+        if phone_number_id is not None:
+            stmt = stmt.where(c.c.phone_number_id == phone_number_id)
+        return {str(r[0]): int(r[1]) for r in await conn.execute(stmt) if r[1]}
+
+    async def fold_counters(self, conn: AsyncConnection) -> int:
+        """PostgreSQL: fold the counter shards of backends that have exited into shard 0 (see revision 0006),
+        so a count sums about as many rows as there are live connections; returns the shard rows folded.
+        SQLite (one shard) has nothing to fold. One folder at a time: an advisory lock tried, not waited for."""
+        if not is_postgres(conn):
+            return 0
+        got = await conn.execute(text("SELECT pg_try_advisory_xact_lock(:cls, 0)"), {"cls": LOCK_CLASS_FOLD})
+        if not got.scalar_one():
+            return 0
+        folded = 0
+        for table, key in (("outbound_counts", "phone_number_id, status, waiting_reason"),
+                           ("campaign_counts", "campaign_id, status")):  # fmt: skip
+            result = await conn.execute(
+                text(
+                    f"WITH gone AS (DELETE FROM {table} WHERE shard <> 0 AND shard NOT IN "
+                    f"(SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL) RETURNING {key}, n) "
+                    f"INSERT INTO {table} AS c ({key}, shard, n) SELECT {key}, 0, sum(n) FROM gone GROUP BY {key} "
+                    f"ON CONFLICT ({key}, shard) DO UPDATE SET n = c.n + EXCLUDED.n"
+                )
+            )
+            folded += max(result.rowcount, 0)
+        return folded
 
 
 def _case_queued(reason: str) -> Any:
@@ -577,6 +644,18 @@ class OutboxRepository(DispatchQueries):
                     now,
                 )
             )
+        if is_postgres(conn):
+            # The head trigger share-locks each new row's current head (revision 0006); taken here first, all at
+            # once in id order, the order the recorder locks its rows in, so a bulk enqueue cannot deadlock with it.
+            o = outbound_messages
+            heads = (
+                select(o.c.id)
+                .where(o.c.status == const("queued"), o.c.phone_number_id == phone_number_id,
+                       o.c.contact_key.in_(sorted({item.contact_key for item in items})), _QUEUE_HEAD)
+                .order_by(o.c.id)
+                .with_for_update(read=True)
+            )  # fmt: skip
+            await conn.execute(heads)
         return [int(r[0]) for r in await _OUTBOUND_INSERT.run(conn, rows)]
 
     async def get(self, conn: AsyncConnection, outbound_id: int) -> OutboundRecord | None:
@@ -765,7 +844,5 @@ class OutboxRepository(DispatchQueries):
         return int((await conn.execute(stmt)).scalar_one())
 
     async def queued_count(self, conn: AsyncConnection, phone_number_id: str | None = None) -> int:
-        stmt = select(func.count()).select_from(outbound_messages).where(outbound_messages.c.status == const("queued"))
-        if phone_number_id is not None:
-            stmt = stmt.where(outbound_messages.c.phone_number_id == phone_number_id)
-        return int((await conn.execute(stmt)).scalar_one())
+        """Queued rows (of one number, or of all), from the counters."""
+        return (await self.status_counts(conn, phone_number_id)).get(DeliveryStatus.QUEUED.value, 0)

@@ -20,7 +20,9 @@ The shapes are what the hot statements meet in production:
 - sessions: mostly ended; the newest 5 % not ended — at most one per contact (the unique partial
   index) — waiting (80 %), in handoff (15 %) or running;
 - timers: mostly fired or cancelled, the newest 5 % pending on active sessions (some already due);
-- a few flow versions (one active per flow) and campaigns (one running).
+- a few flow versions (one active per flow, with an empty `{}` definition: the store knows no flow
+  format, so a caller that runs the engine on a seeded store deploys real flows over them, as
+  `bench.scale` does) and campaigns (one running, which holds every queued campaign row).
 
 Statistics: PostgreSQL gets `VACUUM ANALYZE` afterwards, as autovacuum would give a production
 database. SQLite gets nothing: the store never runs `ANALYZE` or `PRAGMA optimize`, so a plan
@@ -337,7 +339,10 @@ def _statements(d: _Dialect) -> list[str]:
     )
     created = d.ts(f"n * {span - 600} / {s.outbound_messages}")
     sent_at = d.ts(f"n * {span - 600} / {s.outbound_messages} + 1")
-    campaign = f"CASE WHEN n % 4 = 1 THEN (n / 4) % {s.campaigns} + 1 END"
+    # queued rows of a campaign belong to the running one: a finished campaign has nothing left to send
+    campaign = (
+        f"CASE WHEN n % 4 = 1 THEN CASE WHEN n > {p.sent} THEN {s.campaigns} ELSE (n / 4) % {s.campaigns} + 1 END END"
+    )
     session = f"CASE WHEN n % 3 = 0 AND {o_contact} <= {s.sessions} THEN {o_contact} END"
     due = d.ts("-60", base=p.now)
     add(

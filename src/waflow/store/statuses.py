@@ -131,7 +131,11 @@ async def load_states(
 async def write_states(
     conn: AsyncConnection, states: Iterable[MessageState], extra: dict[str, Any] | None = None
 ) -> None:
-    """Write back the states that changed (one executemany UPDATE)."""
+    """Write back the states that changed (one executemany UPDATE).
+
+    The outbox counters and head markers follow from the triggers of revision 0006 (a status leaving
+    `queued` promotes the recipient's next row; every status change moves one count), on this path and on
+    the raw sqlite3 one below alike."""
     changed = [state for state in states if state.dirty or extra]
     if not changed:
         return

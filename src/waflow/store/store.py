@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
+import os
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +33,25 @@ def _upgrade_lock() -> asyncio.Lock:
     if lock is None:
         lock = _UPGRADE_LOCKS[loop] = asyncio.Lock()
     return lock
+
+
+@asynccontextmanager
+async def _sqlite_file_lock(database: str | None) -> AsyncIterator[None]:
+    """An exclusive lock on `<database>.migrate-lock`, held across processes for one upgrade.
+
+    SQLite's own write lock does not serialise upgrades reliably: under load a second process was
+    seen applying a revision the first had already applied ("index ... already exists"). A file
+    lock beside the database is a plain cross-process mutex, taken before any connection is made.
+    """
+    if not database or database == ":memory:":
+        yield
+        return
+    fd = os.open(f"{database}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class _WriteGate:
@@ -161,10 +182,12 @@ class Store:
     async def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema to `revision` in one transaction; does nothing when already there.
 
-        Safe to call from several processes at once (PostgreSQL: advisory lock; SQLite: the write
-        lock); within one process, calls run one at a time (Alembic's context is process-global).
+        Safe to call from several processes at once (PostgreSQL: advisory lock; SQLite: a lock file
+        beside the database); within one process, calls run one at a time (Alembic's context is
+        process-global).
         """
-        async with _upgrade_lock(), self.engine.connect() as conn:
+        sqlite_file = self.url.database if self.dialect == "sqlite" else None
+        async with _upgrade_lock(), _sqlite_file_lock(sqlite_file), self.engine.connect() as conn:
             await conn.run_sync(run_upgrade, revision)
             await conn.commit()
 

@@ -433,6 +433,58 @@ dead_letters.append_column(Column("last_received_at", UTCDateTime, nullable=Fals
 Index("uq_dead_letters_body_sha256", dead_letters.c.body_sha256, unique=True)
 
 # ---- revision 0006 (outbox counters) ----
+# The dispatcher's claim, its maintenance and `/metrics` read counters and a head marker kept by triggers
+# (`migrations/versions/0006_outbox_counters.py` has the why), not counts over the outbox.
+# `queue_head`: this queued row is the lowest queued id of its (phone_number_id, contact_key); meaningful
+# only while the row is queued. The claim walks the claimable heads per lane (number, campaign or none).
+outbound_messages.append_column(
+    Column("queue_head", Boolean, nullable=False, default=False, server_default=text("false"))
+)
+# It replaces revision 0001's queued-by-due_at index, which only the old claim read (walking every due row):
+# 0006 drops it, and it is taken out of `outbound_messages` here.
+outbound_messages.indexes.discard(
+    next(ix for ix in outbound_messages.indexes if ix.name == "ix_outbound_messages_queued_due")
+)
+OUTBOUND_CLAIMABLE = "status = 'queued' AND queue_head"
+Index(
+    "ix_outbound_messages_claimable",
+    outbound_messages.c.phone_number_id,
+    outbound_messages.c.campaign_id,
+    outbound_messages.c.due_at,
+    outbound_messages.c.id,
+    sqlite_where=text(OUTBOUND_CLAIMABLE),
+    postgresql_where=text(OUTBOUND_CLAIMABLE),
+)
+# failed rows whose error class is still to be found (a status webhook applied without a classifier)
+OUTBOUND_UNCLASSIFIED = "status = 'failed' AND error_class IS NULL AND error_code IS NOT NULL"
+Index(
+    "ix_outbound_messages_unclassified",
+    outbound_messages.c.id,
+    sqlite_where=text(OUTBOUND_UNCLASSIFIED),
+    postgresql_where=text(OUTBOUND_UNCLASSIFIED),
+)
+# outbound rows per (number, status, waiting reason — '' unless queued), one row per writer shard
+# (PostgreSQL: the backend pid, so concurrent writers never share a counter row; SQLite: 0); the count is
+# the sum over shards, and a shard's `n` may be negative.
+outbound_counts = Table(
+    "outbound_counts",
+    metadata,
+    Column("phone_number_id", String(64), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("waiting_reason", String(32), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+# outbound rows of each campaign per status, sharded as above
+campaign_counts = Table(
+    "campaign_counts",
+    metadata,
+    Column("campaign_id", BigInteger, primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+
 
 # ---- revision 0007 (engine, timers, API lists) ----
 # The timer scheduler's "what is due" (every 0.2 s): only pending timers, earliest first (the query writes

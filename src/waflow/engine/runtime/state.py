@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -68,58 +69,139 @@ class SessionState:
         return cls(**values)
 
 
+# built once: building a select() and generating its cache key on every call was a good part of the engine's
+# CPU per event (the statement object memoizes its key, so a module-level one costs it once)
+_ACTIVE = select(*_COLUMNS).where(
+    sessions.c.contact_id == bindparam("contact_id", type_=sessions.c.contact_id.type),
+    sessions.c.state != const("ended"),
+)
+_ACTIVE_LOCKED = _ACTIVE.with_for_update()
+_BY_ID = select(*_COLUMNS).where(sessions.c.id == bindparam("session_id", type_=sessions.c.id.type))
+_BY_ID_LOCKED = _BY_ID.with_for_update()
+
+
 async def load_active(conn: AsyncConnection, contact_id: int, *, lock: bool = False) -> SessionState | None:
-    stmt = select(*_COLUMNS).where(sessions.c.contact_id == contact_id, sessions.c.state != const("ended"))
-    if lock and is_postgres(conn):
-        stmt = stmt.with_for_update()
-    row = (await conn.execute(stmt)).first()
+    stmt = _ACTIVE_LOCKED if lock and is_postgres(conn) else _ACTIVE
+    row = (await conn.execute(stmt, {"contact_id": contact_id})).first()
     return SessionState.from_row(row) if row else None
 
 
 async def load(conn: AsyncConnection, session_id: int, *, lock: bool = False) -> SessionState | None:
-    stmt = select(*_COLUMNS).where(sessions.c.id == session_id)
-    if lock and is_postgres(conn):
-        stmt = stmt.with_for_update()
-    row = (await conn.execute(stmt)).first()
+    stmt = _BY_ID_LOCKED if lock and is_postgres(conn) else _BY_ID
+    row = (await conn.execute(stmt, {"session_id": session_id})).first()
     return SessionState.from_row(row) if row else None
 
 
 class SessionBook:
-    """The sessions of one engine transaction: active ones read up front, saves written together at the end.
+    """The sessions of one engine transaction: each contact's active session read once, saves written at the end.
 
-    Per-statement cost is what bounds the engine on SQLite (each statement is several hand-offs to
-    aiosqlite's thread), so a batch reads every contact's active session in the statement that claims
-    its events (`preloaded`) and defers each session UPDATE to one executemany (`writes`, see
-    `worker.write_batch`). The book keeps the two consistent with reading the rows directly:
+    Per-statement cost is what bounds the engine (SQLite: each statement is several hand-offs to aiosqlite's
+    thread; PostgreSQL: each one is ~0.2 ms of SQLAlchemy CPU in the single Python process). So a contact's
+    active session is read (and locked, on PostgreSQL) once per transaction — or comes preloaded with the
+    statement that claimed the events (`preloaded`, SQLite) — and every save is deferred to one executemany at
+    the end (`writes`, see `batch.write_batch`), several saves of one session coalesced into one row.
 
-    - a preloaded session is handed out once, for the contact's first event: nothing else in this
-      transaction touched that row before; later events of the contact read it again, after the
-      deferred writes are flushed;
-    - an INSERT (a new session) flushes first: the partial unique index must see the ended one ended.
+    The book keeps this equivalent to reading the row again for every event: it holds each contact's session
+    *as the transaction has written it* (the row read, then each deferred save applied; `ended` → none) and
+    hands out a fresh copy of that per event — so what a turn changed without saving is not seen by the next
+    event, exactly as with a re-read. It can: every write of an engine session in the transaction goes
+    through `save` / `insert` with this book, and the row is locked (PostgreSQL) or the transaction is the
+    only writer (SQLite), so nothing else changes it meanwhile. An INSERT (a new session) flushes first: the
+    partial unique index must see the ended one ended.
     """
 
-    __slots__ = ("_preloaded", "writes")
+    __slots__ = ("_fresh", "_rows", "_writes")
 
     def __init__(self, preloaded: dict[int, SessionState | None] | None = None) -> None:
-        self._preloaded = preloaded or {}
-        self.writes: list[dict[str, Any]] = []
+        self._fresh = preloaded or {}  # contact id → session as read, not handed out yet
+        # contact id → its active session as this transaction left it (None: it has none); `vars` / `runtime`
+        # may be shared with a pending write, whose dicts are what the flush will write
+        self._rows: dict[int, SessionState | None] = {}
+        self._writes: dict[int, dict[str, Any]] = {}  # session id → its coalesced deferred UPDATE
+
+    @property
+    def writes(self) -> list[dict[str, Any]]:
+        """The deferred saves (one parameter set per session)."""
+        return list(self._writes.values())
+
+    def take_writes(self) -> list[dict[str, Any]]:
+        """The deferred saves, handed over to be written (the book forgets them)."""
+        writes = list(self._writes.values())
+        self._writes = {}
+        return writes
 
     async def active(self, conn: AsyncConnection, contact_id: int) -> SessionState | None:
         """The contact's active session (locked on PostgreSQL), as this transaction sees it."""
-        if contact_id in self._preloaded:
-            return self._preloaded.pop(contact_id)
-        await self.flush(conn)
-        return await load_active(conn, contact_id, lock=True)
+        if contact_id in self._fresh:
+            session = self._fresh.pop(contact_id)
+            self._rows[contact_id] = _copy(session) if session is not None else None
+            return session
+        if contact_id in self._rows:
+            row = self._rows[contact_id]
+            return _copy(row) if row is not None else None
+        # no write of this contact's session is pending (it would have put the contact in `_rows`): no flush
+        session = await load_active(conn, contact_id, lock=True)
+        self._rows[contact_id] = _copy(session) if session is not None else None
+        return session
 
     def forget(self, contact_id: int) -> None:
         """Drop a preloaded session (its contact's events are applied elsewhere)."""
-        self._preloaded.pop(contact_id, None)
+        self._fresh.pop(contact_id, None)
+
+    def inserted(self, s: SessionState) -> None:
+        """`s` was just inserted: it is its contact's active session now (as `insert` wrote it)."""
+        row = _copy(s, step_count=s.steps)
+        if row.state == "ended":
+            row.state = "running"
+        self._rows[s.contact_id] = row
+
+    def defer(self, s: SessionState, write: dict[str, Any]) -> None:
+        """Record `s`'s save `write` (coalesced with an earlier one of the same session)."""
+        assert s.id is not None
+        earlier = self._writes.get(s.id)
+        if earlier is not None:
+            # one row per session: the later save carries the final values; steps add up, and the end columns
+            # keep an earlier end (the UPDATE's coalesce would have kept it too)
+            write["b_steps"] += earlier["b_steps"]
+            for key in ("b_ended_at", "b_end_reason"):
+                if write[key] is None:
+                    write[key] = earlier[key]
+        self._writes[s.id] = write
+        if s.ended:
+            self._rows[s.contact_id] = None
+            return
+        row = self._rows.get(s.contact_id)
+        step_count = (row.step_count if row is not None and row.id == s.id else s.step_count) + s.steps
+        started_at = row.started_at if row is not None and row.id == s.id else s.started_at
+        # `vars` / `runtime` are the write's own (shallow) copies: a nested change the turn makes after saving
+        # is in them, and so in both the flushed row and what the next event reads — as with a re-read
+        self._rows[s.contact_id] = SessionState(
+            id=s.id, contact_id=s.contact_id, flow_id=s.flow_id, flow_version=s.flow_version, state=s.state,
+            current_node=s.current_node, vars=write["b_vars"], waiting_for=write["b_waiting_for"],
+            step_count=step_count, started_at=started_at, updated_at=write["b_updated_at"],
+            runtime=write["b_runtime"], last_error=s.last_error, expires_at=write["b_expires_at"],
+        )  # fmt: skip
 
     async def flush(self, conn: AsyncConnection) -> None:
         """Write the deferred saves now (one executemany)."""
-        if self.writes:
-            writes, self.writes = self.writes, []
-            await conn.execute(_DEFERRED_UPDATE, writes)
+        if self._writes:
+            await conn.execute(_DEFERRED_UPDATE, self.take_writes())
+
+
+def _json_copy(value: dict[str, Any]) -> dict[str, Any]:
+    # what reading the JSON column back gives (the engine's `json_serializer` is orjson): a deep copy
+    copied: dict[str, Any] = orjson.loads(orjson.dumps(value))
+    return copied
+
+
+def _copy(s: SessionState, *, step_count: int | None = None) -> SessionState:
+    """`s` as reading its row would give it: fresh `vars` / `runtime`, no turn-local fields."""
+    return SessionState(
+        id=s.id, contact_id=s.contact_id, flow_id=s.flow_id, flow_version=s.flow_version, state=s.state,
+        current_node=s.current_node, vars=_json_copy(s.vars), waiting_for=s.waiting_for,
+        step_count=s.step_count if step_count is None else step_count, started_at=s.started_at,
+        updated_at=s.updated_at, runtime=_json_copy(s.runtime), last_error=s.last_error, expires_at=s.expires_at,
+    )  # fmt: skip
 
 
 # `save`'s UPDATE with every value a parameter, so a batch's saves are one executemany; the end columns are
@@ -180,6 +262,8 @@ async def insert(conn: AsyncConnection, s: SessionState, now: datetime, book: Se
     )
     s.id = int((await conn.execute(stmt)).scalar_one())
     s.started_at = s.updated_at = now
+    if book is not None:
+        book.inserted(s)
     return s.id
 
 
@@ -196,7 +280,8 @@ async def save(conn: AsyncConnection, s: SessionState, now: datetime, book: Sess
             return
     assert s.id is not None
     if book is not None:
-        book.writes.append(
+        book.defer(
+            s,
             {
                 "b_id": s.id,
                 "b_flow_id": s.flow_id,
@@ -214,7 +299,7 @@ async def save(conn: AsyncConnection, s: SessionState, now: datetime, book: Sess
                 "b_expires_at": None if s.ended else s.expires_at,
                 "b_ended_at": now if s.ended else None,
                 "b_end_reason": (s.end_reason or "completed") if s.ended else None,
-            }
+            },
         )
         s.steps = 0
         s.updated_at = now

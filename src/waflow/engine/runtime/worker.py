@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import Select, literal_column, select, text, update
+from sqlalchemy import Select, bindparam, literal_column, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import InboundMessage
@@ -85,6 +86,34 @@ def _failed_unseen(conn: AsyncConnection, columns: tuple[str, ...], limit: int) 
 
 
 _FAILED_UNSEEN_SQLITE = f"{outbound_messages.name} INDEXED BY ix_outbound_messages_failed_unseen"
+
+
+# The round's statements, built once (per batch size): building a select() and its cache key on every call was
+# a good part of the engine's CPU per event; a built statement memoizes its key.
+_ANY_OPEN = select(inbound_events.c.id).where(_ENGINE_OPEN).limit(1)
+
+
+@functools.lru_cache(maxsize=8)
+def _candidates_statement(limit: int) -> Select[Any]:
+    return select(*_EVENT_COLUMNS).where(_ENGINE_OPEN).order_by(inbound_events.c.id).limit(limit)
+
+
+@functools.lru_cache(maxsize=8)
+def _contact_events_statement(limit: int) -> Select[Any]:
+    return (
+        select(*_EVENT_COLUMNS)
+        .where(
+            inbound_events.c.phone_number_id == bindparam("pnid", type_=inbound_events.c.phone_number_id.type),
+            inbound_events.c.contact_key == bindparam("key", type_=inbound_events.c.contact_key.type),
+            inbound_events.c.id <= bindparam("up_to", type_=inbound_events.c.id.type),
+            _ENGINE_OPEN,
+        )
+        .order_by(inbound_events.c.id)
+        .limit(limit)
+    )
+
+
+_NO_BOUND = 2**63 - 1  # `_contact_events` without an upper id bound (the largest BIGINT)
 
 
 def _event(row: Any) -> InboundEventRecord:
@@ -192,12 +221,10 @@ class EngineWorker(BackgroundLoop):
         looks. After a round that applied events (or a `notify`) the check is skipped.
         """
         async with self.store.read() as conn:
-            stmt = select(inbound_events.c.id).where(_ENGINE_OPEN).limit(1)
-            return (await conn.execute(stmt)).first() is not None
+            return (await conn.execute(_ANY_OPEN)).first() is not None
 
     async def _candidates(self, conn: AsyncConnection) -> list[InboundEventRecord]:
-        stmt = select(*_EVENT_COLUMNS).where(_ENGINE_OPEN).order_by(inbound_events.c.id).limit(self.config.batch_size)
-        return [_event(row) for row in await conn.execute(stmt)]
+        return [_event(row) for row in await conn.execute(_candidates_statement(self.config.batch_size))]
 
     @staticmethod
     def _group(rows: list[InboundEventRecord]) -> dict[GroupKey, list[InboundEventRecord]]:
@@ -240,26 +267,34 @@ class EngineWorker(BackgroundLoop):
         """PostgreSQL: contacts in parallel, each in its own transaction under its row lock."""
         async with self.store.read() as conn:
             await self.catalog.refresh(conn)
-            groups = [key for key in self._group(await self._candidates(conn)) if key not in self._busy]
+            candidates = await self._candidates(conn)
+            groups = [key for key in self._group(candidates) if key not in self._busy]
         if not groups:
             return 0
+        # A round applies the events it claimed (the oldest `batch_size`), not every open event of their contacts:
+        # each contact reads its events after taking its lock (what another worker applied meanwhile is gone),
+        # but only up to the newest candidate — else a round of 16 contacts applied up to 16 × 16 events and its
+        # length (every event's step latency) grew with the backlog. Any open event older than that one was a
+        # candidate, so this is a prefix of each contact's queue: the order holds.
+        up_to = candidates[-1].id
         slots = asyncio.Semaphore(self.config.concurrency)
 
         async def one(key: GroupKey) -> int:
             async with slots:
-                return await self._contact_round(key)
+                return await self._contact_round(key, up_to)
 
         counts = await asyncio.gather(*(one(key) for key in groups))
         return sum(counts)
 
-    async def _contact_round(self, key: GroupKey) -> int:
+    async def _contact_round(self, key: GroupKey, up_to: int) -> int:
         jobs: list[HttpJob] = []
         try:
             async with self.store.begin() as conn:
                 now = self.clock()
                 outgoing: list[dict[str, Any]] = []
                 book = SessionBook()
-                done = await self._apply_group(conn, key, None, now, jobs, outgoing, skip_locked=True, book=book)
+                done = await self._apply_group(conn, key, None, now, jobs, outgoing, skip_locked=True, book=book,
+                                               up_to=up_to)  # fmt: skip
                 await write_batch(conn, book, outgoing, done, now)
         except Exception:
             log.exception("engine events of contact %s failed; replaying one at a time", key[1])
@@ -268,14 +303,12 @@ class EngineWorker(BackgroundLoop):
         self.processed += len(done)
         return len(done)
 
-    async def _contact_events(self, conn: AsyncConnection, key: GroupKey) -> list[InboundEventRecord]:
-        stmt = (
-            select(*_EVENT_COLUMNS)
-            .where(inbound_events.c.phone_number_id == key[0], inbound_events.c.contact_key == key[1], _ENGINE_OPEN)
-            .order_by(inbound_events.c.id)
-            .limit(self.config.batch_size)
-        )
-        return [_event(row) for row in await conn.execute(stmt)]
+    async def _contact_events(
+        self, conn: AsyncConnection, key: GroupKey, up_to: int = _NO_BOUND
+    ) -> list[InboundEventRecord]:
+        """The contact's oldest open events (ids up to `up_to`), in id order."""
+        stmt = _contact_events_statement(self.config.batch_size)
+        return [_event(row) for row in await conn.execute(stmt, {"pnid": key[0], "key": key[1], "up_to": up_to})]
 
     async def _apply_group(
         self,
@@ -289,11 +322,13 @@ class EngineWorker(BackgroundLoop):
         skip_locked: bool,
         book: SessionBook,
         contact: ContactRecord | None = None,
+        up_to: int = _NO_BOUND,
     ) -> list[int]:
         """Apply one contact's events in order until one is blocked; returns the ids applied.
 
         `rows` None: read the contact's open events after taking its lock (PostgreSQL: what another worker
-        applied before we got the lock is done by then, so it is not read again). `contact`: the contact as
+        applied before we got the lock is done by then, so it is not read again), ids up to `up_to` (the round's
+        newest candidate). `contact`: the contact as
         the batch's transaction already read it (SQLite, where the transaction is the lock).
         """
         if contact is None:
@@ -302,7 +337,7 @@ class EngineWorker(BackgroundLoop):
             except ContactBusy:
                 return []
         if rows is None:
-            rows = await self._contact_events(conn, key)
+            rows = await self._contact_events(conn, key, up_to)
         if not rows:
             return []
         if contact is None and rows[0].kind == "message":
