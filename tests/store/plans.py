@@ -250,7 +250,7 @@ def sqlite_plan(store: Store, sql: str, params: Any) -> list[str]:
     return lines
 
 
-def _pg_literal(value: Any) -> str:
+def pg_literal(value: Any) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, bool):
@@ -280,7 +280,7 @@ async def postgres_plan(store: Store, sql: str, params: Any, *, generic: bool = 
             await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
             await conn.exec_driver_sql(f"PREPARE waflow_plan AS {sql}")
             try:
-                args = ", ".join(_pg_literal(v) for v in params or ())
+                args = ", ".join(pg_literal(v) for v in params or ())
                 rows = await conn.exec_driver_sql(f"EXPLAIN EXECUTE waflow_plan({args})" if args else
                                                   "EXPLAIN EXECUTE waflow_plan")  # fmt: skip
                 return [row[0] for row in rows]

@@ -32,6 +32,7 @@ from waflow.store.testing import sqlite_url
 from waflow.store.types import utcnow
 
 from .helpers import PNID, at, message, status, text_out
+from .plans import pg_literal
 
 HOT_TABLES = {"inbound_events", "outbound_messages", "sessions"}
 OPEN = "IN ('pending', 'failed')"
@@ -115,16 +116,6 @@ def sqlite_plan(store: Store, sql: str, params: Any) -> list[str]:
         db.close()
 
 
-def _pg_literal(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 async def postgres_generic_plan(store: Store, sql: str, params: Any) -> list[str]:
     """The plan PostgreSQL uses for `sql` as a prepared statement once it goes generic (the parameters
     unknown at planning), with sequential scans disabled: on these small tables a seq scan would win
@@ -134,7 +125,7 @@ async def postgres_generic_plan(store: Store, sql: str, params: Any) -> list[str
         await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
         await conn.exec_driver_sql(f"PREPARE waflow_hot AS {sql}")
         try:
-            args = ", ".join(_pg_literal(v) for v in params)
+            args = ", ".join(pg_literal(v) for v in params)
             explain = f"EXPLAIN EXECUTE waflow_hot({args})" if args else "EXPLAIN EXECUTE waflow_hot"
             rows = await conn.exec_driver_sql(explain)
             return [row[0] for row in rows]
