@@ -190,13 +190,6 @@ outbound_messages = Table(
         sqlite_where=text("status = 'queued'"),
         postgresql_where=text("status = 'queued'"),
     ),
-    # what is due: queued rows by due_at
-    Index(
-        "ix_outbound_messages_queued_due",
-        "due_at",
-        sqlite_where=text("status = 'queued'"),
-        postgresql_where=text("status = 'queued'"),
-    ),
     Index("ix_outbound_messages_session_id", "session_id"),
     Index("ix_outbound_messages_campaign_id", "campaign_id"),
     # revision 0002: rows a dispatcher holds (lease); an expired lease is a send whose outcome is unknown
@@ -441,10 +434,7 @@ outbound_messages.append_column(
     Column("queue_head", Boolean, nullable=False, default=False, server_default=text("false"))
 )
 # It replaces revision 0001's queued-by-due_at index, which only the old claim read (walking every due row):
-# 0006 drops it, and it is taken out of `outbound_messages` here.
-outbound_messages.indexes.discard(
-    next(ix for ix in outbound_messages.indexes if ix.name == "ix_outbound_messages_queued_due")
-)
+# 0006 drops it.
 OUTBOUND_CLAIMABLE = "status = 'queued' AND queue_head"
 Index(
     "ix_outbound_messages_claimable",
