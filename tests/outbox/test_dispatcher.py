@@ -251,3 +251,34 @@ async def test_campaign_pause_resume_done(env: OutboxEnv) -> None:
     # each contact got its own parameters (different recipients are sent in parallel: no order among them)
     params = [m.content["components"][0]["parameters"] for m in env.emu.sent()]
     assert [{"type": "text", "text": "N3"}, {"type": "text", "text": "O3"}] in params
+
+
+async def test_stop_during_a_claim_hands_the_claimed_rows_back(env: OutboxEnv) -> None:
+    """stop() arriving while a claim is under way (its transaction committed, the loop not yet told the rows)
+    waits for that claim and hands its rows back: none stays leased to a dispatcher that is gone."""
+    users = [f"3461000{i:04d}" for i in range(4)]
+    await env.open_windows(*users)
+    ids = [await env.enqueue(u) for u in users]
+    d = env.dispatcher(rate_per_s=0.001)  # the first send books the only slot; the rest wait for theirs
+    committed, go_on = asyncio.Event(), asyncio.Event()
+    real_claim = d.claim_due
+
+    async def claim_then_pause(limit: int) -> list[Any]:
+        rows = await real_claim(limit)
+        if rows:
+            committed.set()
+            await go_on.wait()
+        return rows
+
+    d.claim_due = claim_then_pause  # type: ignore[method-assign]
+    await d.start()
+    await committed.wait()
+    stopping = asyncio.create_task(d.stop())
+    await asyncio.sleep(0)  # stop() has begun: it has set its flag and is waiting for the claim loop
+    go_on.set()
+    await stopping
+    rows = {r.id: r for r in await env.rows()}
+    assert [rows[i].claimed_by for i in ids] == [None] * len(ids)
+    unsent = [i for i in ids if rows[i].status is S.QUEUED]
+    assert len(unsent) >= len(ids) - 1  # at most the first got a slot before the stop
+    assert [rows[i].outcome_unknown_since for i in unsent] == [None] * len(unsent)  # handed back, not lost

@@ -104,6 +104,11 @@ async def test_sigterm_during_a_burst_loses_nothing_and_sends_once(tmp_path: Pat
                 stored_ok = stored_ok_wamids(emu)  # answered 200 before the read below: committed
                 async with store.read() as conn:
                     inbox = set((await conn.execute(select(inbound_events.c.provider_message_id))).scalars())
+                    om = outbound_messages.c
+                    stuck = (await conn.execute(
+                        select(om.id, om.contact_key, om.status, om.queue_head, om.waiting_reason, om.due_at,
+                               om.attempts, om.throttles, om.error_code, om.claimed_by, om.claimed_until)
+                        .where(om.status.in_(("queued", "failed"))).order_by(om.id).limit(8))).all()
                 assert not [w for w in stored_ok if w not in inbox], "a webhook answered 200 was not stored"
             finally:
                 assert await restarted.stop() == 0
@@ -113,7 +118,8 @@ async def test_sigterm_during_a_burst_loses_nothing_and_sends_once(tmp_path: Pat
         statuses = dict(rows)
         assert set(enqueued) <= set(statuses)
         left = {i: s for i, s in statuses.items() if s in ("queued", "failed")}
-        assert not left, (len(statuses), len(left), list(left.items())[:5])
+        assert not left, (len(statuses), len(left), [tuple(r) for r in stuck],
+                          (tmp_path / "serve.log").read_text()[-3000:])
         sends_by_id = emu.sends_by_callback_data()
         twice = {i: n for i in statuses if (n := sends_by_id.get(build_callback_data(i), 0)) != 1}
         assert not twice, f"sent other than exactly once: {dict(list(twice.items())[:10])}"

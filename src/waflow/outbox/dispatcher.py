@@ -47,6 +47,7 @@ from waflow.store import Store, build_callback_data, utcnow
 from waflow.store.bulk import in_one_hop
 from waflow.store.campaigns import CampaignRepository
 from waflow.store.outbox import ClaimedRow
+from waflow.tasks import finish
 
 log = logging.getLogger("waflow.outbox")
 
@@ -144,11 +145,11 @@ class OutboxDispatcher:
     async def stop(self) -> None:
         """Stop claiming, let in-flight sends finish, hand back rows not yet sent, commit the outcomes."""
         self._stopping.set()
+        self._wake.set()
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+            # not cancelled: a claim cut short after its commit would leave the rows it leased to no one
+            claim_loop, self._loop_task = self._loop_task, None
+            await finish(claim_loop)
         for task in list(self._waiting_slot):
             task.cancel()
         if self._tasks:
@@ -199,7 +200,7 @@ class OutboxDispatcher:
         # Without this every finished send of a draining or idle queue paid for an empty write transaction.
         exhausted = False
         last_claim = -1e18
-        while True:
+        while not self._stopping.is_set():
             claimed: list[_Claimed] = []
             try:
                 await self._housekeeping()

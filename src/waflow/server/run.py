@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 
 import uvicorn
 
 from waflow.config import Settings
 from waflow.logging import configure_logging, uvicorn_log_config
-from waflow.process import settle_heap
+from waflow.process import dump_stacks_on_sigusr1, exit_if_still_running_after, log_tasks, settle_heap
 from waflow.server.app import ServeApp, create_app
 from waflow.server.lifecycle import Lifecycle
 from waflow.server.parts import build_parts
@@ -26,13 +27,38 @@ def setup_logging(settings: Settings) -> None:
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises a caught SIGTERM after its graceful shutdown (exit status -15); a shutdown that went
-    as planned exits 0 here, so supervisors can tell it from a crash."""
+    as planned exits 0 here, so supervisors can tell it from a crash. A stop that does not finish within its
+    budget exits 1 (`exit_if_still_running_after`)."""
+
+    def __init__(self, config: uvicorn.Config, *, shutdown_timeout_s: float) -> None:
+        super().__init__(config)
+        self.shutdown_timeout_s = shutdown_timeout_s
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         with super().capture_signals():
             yield
             self._captured_signals.clear()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        _log_tasks_on_sigusr2()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        exit_if_still_running_after(_exit_budget_s(self.shutdown_timeout_s), log)
+        await super().shutdown(sockets)
+
+
+def _exit_budget_s(shutdown_timeout_s: float) -> float:
+    """How long a stopping process may take before it exits anyway: uvicorn's graceful half, the parts' budget,
+    the clients' and the store's few seconds past it (`Lifecycle.stop`), and a margin for a loaded machine."""
+    return 1.5 * shutdown_timeout_s + 15.0
+
+
+def _log_tasks_on_sigusr2() -> None:
+    """`kill -USR2 <pid>` logs every asyncio task's stack (SIGUSR1 dumps the threads, even with a blocked loop)."""
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, log_tasks, log)
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
@@ -53,7 +79,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         loop="uvloop",
     )
     settle_heap()
-    _Server(config).run()
+    dump_stacks_on_sigusr1()
+    _Server(config, shutdown_timeout_s=settings.server.shutdown_timeout_s).run()
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -63,18 +90,21 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    _log_tasks_on_sigusr2()
     lifecycle = Lifecycle(build_parts(settings, "worker"))
     try:
         await lifecycle.start()
         settle_heap()
         await stop.wait()
         log.info("stopping: finishing the work in flight")
+        exit_if_still_running_after(_exit_budget_s(settings.server.shutdown_timeout_s), log)
     finally:
         await lifecycle.stop()
 
 
 def worker(settings: Settings) -> None:
     setup_logging(settings)
+    dump_stacks_on_sigusr1()
     try:
         import uvloop
 

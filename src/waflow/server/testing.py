@@ -98,10 +98,18 @@ class ServeProcess:
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None:
             if time.monotonic() > deadline:
+                await self._dump_stacks()
                 self.proc.kill()
-                raise TimeoutError("waflow serve did not exit after SIGTERM")
+                raise TimeoutError(f"waflow serve did not exit after SIGTERM: {self.log.read_text()[-12000:]}")
             await asyncio.sleep(0.05)
         return int(self.proc.returncode)
+
+    async def _dump_stacks(self) -> None:
+        """Ask the stuck process for its task and thread stacks (they land in its log)."""
+        assert self.proc is not None
+        for sig in (signal.SIGUSR2, signal.SIGUSR1):
+            self.proc.send_signal(sig)
+            await asyncio.sleep(0.5)  # the process writes its stacks; nothing to wait on from outside
 
     async def stop(self, timeout: float = 30.0) -> int:  # noqa: ASYNC109
         if self.proc is None or self.proc.poll() is not None:

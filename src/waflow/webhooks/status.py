@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -44,6 +43,7 @@ import orjson
 
 from waflow.canonical import DeliveryStatus, ErrorDetail, EventKind, StatusUpdate
 from waflow.store import Store
+from waflow.tasks import finish
 from waflow.webhooks.persist import PendingStatus
 
 log = logging.getLogger("waflow.webhooks.status")
@@ -103,6 +103,7 @@ class StatusProcessor:
         self._scanned_last = False
         self._last_offer = 0.0
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()  # stop(): return after the batch under way
         self._task: asyncio.Task[None] | None = None
         self.applied = 0
         self.batches = 0
@@ -178,7 +179,7 @@ class StatusProcessor:
         return self.applied - before
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             started = time.perf_counter()
             # nothing arrived lately: no answer to delay, so catch up in the largest batches
             quiet = time.monotonic() - self._last_offer > _QUIET_S
@@ -211,11 +212,13 @@ class StatusProcessor:
 
     def start(self) -> None:
         if self._task is None or self._task.done():
+            self._stopping.clear()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="waflow-status-processor")
 
     async def stop(self) -> None:
+        """Return after the batch under way (see `waflow.tasks`); what is left stays in the inbox."""
+        self._stopping.set()
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await finish(task)

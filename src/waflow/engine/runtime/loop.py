@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Self
+
+from waflow.tasks import finish
 
 
 class BackgroundLoop:
@@ -29,12 +30,15 @@ class BackgroundLoop:
             self._task = asyncio.create_task(self.run(), name=self.task_name)
 
     async def stop(self) -> None:
+        """Ask `run()` to return after its current round, and wait for it (see `waflow.tasks`)."""
         self._stopping.set()
+        self._interrupt()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await finish(task)
+
+    def _interrupt(self) -> None:
+        """Cut short the wait between rounds (a loop that waits on `_stopping` itself needs nothing here)."""
 
     async def run(self) -> None:
         raise NotImplementedError

@@ -157,6 +157,9 @@ class EngineWorker(BackgroundLoop):
 
     # --- lifecycle ---
 
+    def _interrupt(self) -> None:
+        self._wake.set()
+
     async def stop(self) -> None:
         await super().stop()
         for task in list(self._http_tasks):
