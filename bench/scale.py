@@ -202,9 +202,9 @@ async def _postgres_copy(contacts: int, label: str, key: str) -> AsyncIterator[S
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from waflow.store.testing import _admin_urls
+    from waflow.store.testing import admin_urls
 
-    admin = _admin_urls()[0]
+    admin = admin_urls()[0]
     name, run_name = f"waflow_scale_{label}", f"waflow_scale_{label}_run"
     engine = create_async_engine(admin, isolation_level="AUTOCOMMIT")
     seconds = None

@@ -349,7 +349,7 @@ def _statements(d: _Dialect) -> list[str]:
         "outbound_messages",
         "id, phone_number_id, contact_key, to_number, type, content, status, provider_message_id, "
         "business_initiated, campaign_id, session_id, node_id, due_at, attempts, error_code, error_class, "
-        "error_text, created_at, updated_at, accepted_at, sent_at, delivered_at, read_at, failed_at",
+        "error_text, created_at, updated_at, accepted_at, sent_at, delivered_at, read_at, failed_at, queue_head",
         s.outbound_messages,
         f"n, {pnid}, {_wa_id(d, o_contact)}, {_wa_id(d, o_contact)}, 'text', "
         f"{d.json(_quote(orjson.dumps({'body': 'Thanks for your message'}).decode()))}, {status}, "
@@ -363,7 +363,9 @@ def _statements(d: _Dialect) -> list[str]:
         f"CASE WHEN n <= {p.sent} AND n % 50 <> 0 THEN {sent_at} END, "
         f"CASE WHEN n <= {p.sent} AND n % 50 <> 0 AND n % 10 < 9 THEN {sent_at} END, "
         f"CASE WHEN n <= {p.sent} AND n % 50 <> 0 AND n % 10 < 6 THEN {sent_at} END, "
-        f"CASE WHEN n <= {p.sent} AND n % 50 = 0 THEN {sent_at} END",
+        f"CASE WHEN n <= {p.sent} AND n % 50 = 0 THEN {sent_at} END, "
+        # each queued row is its recipient's only one, so its head (`_HEADS_TRIGGER` is off while seeding)
+        f"{d.boolean(f'n > {p.sent}')}",
     )
 
     # send_attempts: one accepted try per sent message
@@ -429,6 +431,11 @@ def _check_columns(statements: list[str]) -> None:
                 raise RuntimeError(f"seeding does not fill {table}.{column.name} (NOT NULL, no server default)")
 
 
+# Marks each new queued row the head of its recipient's queue when no earlier one is queued: one index probe
+# per row in production, but a table scan per queued row while seeding (the indexes are dropped). The seeded
+# rows carry their marks; the trigger is off meanwhile.
+_HEADS_TRIGGER = "trg_outbound_heads_insert"
+
 _SEQUENCED = ("contacts", "inbound_events", "outbound_messages", "send_attempts", "status_events", "sessions",
               "timers", "campaigns", "flow_versions")
 
@@ -488,10 +495,17 @@ def _run_all(statements: list[str]) -> Callable[[sqlite3.Connection], None]:
                 f"AND tbl_name IN ({marks})",
                 _SEQUENCED,
             ).fetchall()
+            trigger = db.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (_HEADS_TRIGGER,)
+            ).fetchone()
             for name, _sql in indexes:
                 db.execute(f'DROP INDEX "{name}"')
+            if trigger is not None:
+                db.execute(f'DROP TRIGGER "{_HEADS_TRIGGER}"')
             for sql in statements:
                 db.execute(sql)
+            if trigger is not None:
+                db.execute(trigger[0])
             for _name, sql in indexes:
                 db.execute(sql)
         finally:
@@ -529,8 +543,13 @@ async def _seed_postgres(conn: AsyncConnection, statements: list[str]) -> None:
         await conn.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
     for name, _definition in indexes:
         await conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    heads = await conn.scalar(text(f"SELECT count(*) FROM pg_trigger WHERE tgname = '{_HEADS_TRIGGER}'"))
+    if heads:
+        await conn.exec_driver_sql(f"ALTER TABLE outbound_messages DISABLE TRIGGER {_HEADS_TRIGGER}")
     for sql in statements:
         await conn.exec_driver_sql(sql)
+    if heads:
+        await conn.exec_driver_sql(f"ALTER TABLE outbound_messages ENABLE TRIGGER {_HEADS_TRIGGER}")
     for _name, definition in indexes:
         await conn.exec_driver_sql(definition)
     for table, name, definition in foreign:

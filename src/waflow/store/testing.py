@@ -44,7 +44,8 @@ def sqlite_url(tmp_path: Path | str, name: str = "waflow.db") -> str:
     return f"sqlite+aiosqlite:///{Path(tmp_path) / name}"
 
 
-def _admin_urls() -> list[URL]:
+def admin_urls() -> list[URL]:
+    """The admin connections `temporary_postgres_url` tries, in order."""
     configured = os.environ.get(PG_URL_ENV)
     return [normalize_url(u) for u in ([configured] if configured else DEFAULT_PG_URLS)]
 
@@ -75,7 +76,7 @@ async def temporary_postgres_url(prefix: str = "waflow_t") -> AsyncIterator[str]
     """
     name = f"{prefix}_{secrets.token_hex(6)}"
     errors: list[str] = []
-    for admin in _admin_urls():
+    for admin in admin_urls():
         try:
             await _create_database(admin, name)
         except (OSError, Exception) as exc:  # connection refused, auth, missing role...
