@@ -17,6 +17,7 @@ BENCHMARKS = [
     ("webhooks_ingest", "signed webhooks ingested durably, vs pywa (issue 3)"),
     ("limits_throughput", "limiter decisions/s, in-process and Redis"),
     ("outbox_dispatch", "dispatcher msg/s at limits 80 and 1,000, vs a pywa loop (issue 4)"),
+    ("outbox_priority", "reply latency while a campaign drains at 80 msg/s; campaigns interleaved (issue 13)"),
     ("engine_flow", "inbound messages/s through a 5-node flow (issue 5)"),
     ("e2e_latency", "user message → reply latency through waflow serve (issue 6)"),
     ("scale", "ingest (vs pywa), dispatcher, API routes and engine on stores of 1k / 100k / 1M contacts"),

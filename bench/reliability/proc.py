@@ -33,6 +33,8 @@ def compress_timings() -> None:
     stale = _seconds("STALE_AFTER_S", 6.0)
 
     def dispatcher_config(**kw: Any) -> DispatcherConfig:
+        kw.pop("lease_s", None)  # `[outbox]` settings: replaced by the compressed timings here
+        kw.pop("retry", None)
         retry = RetryPolicy(base_delay_s=base, max_delay_s=ceiling, unknown_grace_s=grace)
         return DispatcherConfig(lease_s=lease, maintenance_s=min(1.0, lease / 4), retry=retry, **kw)
 

@@ -7,12 +7,15 @@ Two sources feed `waflow serve`'s webhook endpoint through a relay in this proce
 - a generator of signed status batches for messages another sender sent from the same number (waflow keeps
   them although it does not know the ids), each batch posted three times, shuffled.
 Nothing may be lost (every event stored once, every conversation ended, every reply sent once, in order,
-statuses final) and the sends must stay within the number's limit. The p99 webhook answer time is printed.
+statuses final) and the sends must stay within the number's limit. The webhook answers must stay fast (p99 under
+`WEBHOOK_P99_MS`), the replies timely (p99 under `REPLY_P99_MS`), and the endpoint must either take the offered
+rate (`RATE_FRACTION`) or shed the excess with 503 + Retry-After while its answers stay fast.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -33,6 +36,31 @@ COPIES = 3
 LIMIT = 80.0  # the number's messages/s (the default)
 STORM_PREFIX = "wamid.STORM"
 
+# The bounds the storm must stay within (the quick size runs in `make test` on a 2-core machine others may be using).
+# Webhook answer p99 (every POST, 200 or 503, from the poster's request to its answer): Meta counts a slow answer
+# (seconds) as failed and redelivers, so under a storm the endpoint must answer well inside that. Measured with the
+# quick size (1,000 events/s + 60 conversations for 5 s): p99 124-635 ms over ten runs while other test suites shared
+# the machine (p50 27-114 ms), and once 1,362 ms while two other benchmarks ran beside it; 1,500 ms leaves that
+# margin and is still half of "a few seconds" — a writer that lets answers wait behind an unbounded queue, or an
+# endpoint starved by its own background work, fails it. This process's own loop lag (`LagProbe`, p99 9-48 ms) is
+# added: it is in every measured answer but is not the endpoint's.
+WEBHOOK_P99_MS = 1_500.0
+# User message → reply on the phone, p99: the emulator's webhook to waflow, the inbox, the engine, the outbox and the
+# send through the number's limiter, while the storm shares the machine. Measured with the quick size: p99 560-1,199 ms
+# (2,998 ms in the run beside two benchmarks); 5,000 ms is still a prompt answer to a person, and fails when replies
+# queue behind the storm's statuses.
+REPLY_P99_MS = 5_000.0
+REPLY_HOPS = 3  # times a reply's path wakes in this process: the user's send, its relayed webhook, the reply's receipt
+# The storm's copies answered 200 per second (over the span from the first copy's scheduled moment to the last one's
+# 200) at least this fraction of the rate they were offered at (over the span they were scheduled in) — unless the
+# endpoint shed the excess with 503 + Retry-After (Meta retries later) and its answers stayed within the p99 bound.
+# An endpoint that keeps up ends one answer time after the schedule (5.5 s: 1 s late is still 85%). Measured with
+# the quick size: 92-99% (873-961 events/s answered for 938-979/s offered).
+RATE_FRACTION = 0.8
+# The poster honours a Retry-After up to this long (Meta's own schedule is its business; the bench stays short).
+RETRY_AFTER_CAP_S = 1.0
+RETRY_DEFAULT_S = 0.2
+
 
 def percentile(values: list[float], q: float) -> float:
     s = sorted(values)
@@ -50,9 +78,18 @@ def max_per_second(times: list[float]) -> int:
     return best
 
 
+def retry_after_s(value: str | None) -> float | None:
+    """A `Retry-After` in seconds (the delta-seconds form; an HTTP date or garbage: None)."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
 class Poster:
     """Posts bodies to waflow's webhook endpoint `COPIES` times each, at random moments within `spread_s`,
-    retrying a copy until it is answered 200 (as Meta would); records every answer time."""
+    retrying a copy until it is answered 200 (as Meta would; after its Retry-After, at most `RETRY_AFTER_CAP_S`);
+    records every answer time."""
 
     def __init__(self, url: str, spread_s: float) -> None:
         self.url = url
@@ -60,17 +97,21 @@ class Poster:
         self.client = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64))
         self.answer_ms: list[float] = []
         self.codes: Counter[int] = Counter()
+        self.retry_after = 0  # 503 answers that said when to come back
         self.events_ok = 0
+        # the generator's copies: (scheduled moment, moment answered 200, events), monotonic clock
+        self.storm_copies: list[tuple[float, float, int]] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.rng = random.Random(3)
 
-    def submit(self, body: bytes, signature: str, events: int) -> None:
+    def submit(self, body: bytes, signature: str, events: int, *, storm: bool = False) -> None:
         for _ in range(COPIES):
-            task = asyncio.create_task(self._copy(body, signature, events, self.rng.uniform(0, self.spread_s)))
+            task = asyncio.create_task(self._copy(body, signature, events, self.rng.uniform(0, self.spread_s), storm))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _copy(self, body: bytes, signature: str, events: int, delay: float) -> None:
+    async def _copy(self, body: bytes, signature: str, events: int, delay: float, storm: bool) -> None:
+        scheduled = time.monotonic() + delay
         await asyncio.sleep(delay)
         headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature}
         for _ in range(100):
@@ -85,8 +126,13 @@ class Poster:
             self.codes[resp.status_code] += 1
             if resp.status_code == 200:
                 self.events_ok += events
+                if storm:
+                    self.storm_copies.append((scheduled, time.monotonic(), events))
                 return
-            await asyncio.sleep(0.2)
+            wait = retry_after_s(resp.headers.get("retry-after"))
+            if resp.status_code == 503 and wait is not None:
+                self.retry_after += 1
+            await asyncio.sleep(RETRY_DEFAULT_S if wait is None else min(wait, RETRY_AFTER_CAP_S))
 
     async def drain(self) -> None:
         while self.tasks:
@@ -95,6 +141,46 @@ class Poster:
     async def aclose(self) -> None:
         await self.drain()
         await self.client.aclose()
+
+
+def reached_rate(copies: list[tuple[float, float, int]]) -> tuple[float, float]:
+    """(offered, reached) events/s of the storm's copies: their events over the span they were scheduled in, and
+    over the span from the first scheduled to the last answered 200 (an endpoint that keeps up finishes one answer
+    time after the schedule; one that falls behind stretches the span)."""
+    if not copies:
+        return 0.0, 0.0
+    events = sum(n for _, _, n in copies)
+    first = min(s for s, _, _ in copies)
+    offered_span = max(s for s, _, _ in copies) - first
+    answered_span = max(a for _, a, _ in copies) - first
+    return events / max(offered_span, 1e-3), events / max(answered_span, 1e-3)
+
+
+class LagProbe:
+    """How late this process's event loop wakes (it hosts the emulator, the relay, the poster and the users):
+    that lateness is in every answer time the poster measures, though it is not the endpoint's."""
+
+    def __init__(self, tick_s: float = 0.01) -> None:
+        self.tick_s = tick_s
+        self.lag_ms: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(self.tick_s)
+            self.lag_ms.append(max(0.0, (time.perf_counter() - t0 - self.tick_s) * 1000))
+
+    async def stop(self) -> float:
+        """Stop; the p99 lag in ms."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return percentile(self.lag_ms, 0.99)
 
 
 class Relay:
@@ -153,7 +239,7 @@ async def generate(dep: Deployment, poster: Poster, rate: float, seconds: float,
         while made + batch <= due:
             body, k = status_batch(dep, made, batch)
             keys += k
-            poster.submit(body, sign(dep.emu.config.app_secret, body), batch)
+            poster.submit(body, sign(dep.emu.config.app_secret, body), batch, storm=True)
             made += batch
         await asyncio.sleep(0.01)
     return keys
@@ -171,12 +257,13 @@ async def storm(work: Path, *, seconds: float, rate: float, conversations: int) 
         async with serve_asgi(Relay(poster)) as relay_url:
             dep.emu.set_callback(relay_url)
             dep.emu.webhook_modes(reorder=True, batch_size=20, window_s=0.05)
-            started = time.monotonic()
+            probe = LagProbe()
+            probe.start()
             gen = asyncio.create_task(generate(dep, poster, rate, seconds, batch=50))
             convs = await run_conversations(dep.emu, conversations, over_s=seconds * 0.9, prefix="3463",
                                             think=0.1, timeout=600)
             keys = await gen
-            storm_s = time.monotonic() - started
+            lag_p99 = await probe.stop()
             snap = await wait_settled(dep, [c.user.wa_id for c in convs], timeout=180)
             await dep.emu.webhooks_idle(30)
             await poster.drain()
@@ -202,24 +289,36 @@ async def storm(work: Path, *, seconds: float, rate: float, conversations: int) 
         peak = max_per_second(send_starts)
         peak_seen = max_per_second(sends)
         span = (max(sends) - min(sends)) if len(sends) > 1 else 1.0
-        events_rate = poster.events_ok / storm_s
+        offered, reached_rate_ = reached_rate(poster.storm_copies)
         p99 = percentile(poster.answer_ms, 0.99)
+        # what this process's own loop lateness adds to each measured answer is not the endpoint's
+        answer_bound = WEBHOOK_P99_MS + lag_p99
+        answers_fast = bool(poster.answer_ms) and p99 <= answer_bound
         non200 = {k: v for k, v in poster.codes.items() if k != 200}
+        reached = offered > 0 and reached_rate_ >= offered * RATE_FRACTION
+        shed = poster.codes[503] > 0 and poster.retry_after == poster.codes[503] and answers_fast
+        reply_p99 = verdict.figures["p99_ms"]
+        reply_bound = REPLY_P99_MS + REPLY_HOPS * lag_p99
         result.checks = [
-            Check("storm rate reached", events_rate >= rate * 0.9,
-                  f"{poster.events_ok} events answered 200 in {storm_s:.0f} s = {events_rate:.0f}/s; "
-                  f"non-200 answers {non200 or 0}"),
+            Check("storm rate", reached or shed,
+                  f"storm copies answered 200 at {reached_rate_:.0f} events/s for {offered:.0f}/s offered "
+                  f"(nominal {rate:.0f}/s; ≥ {RATE_FRACTION:.0%}: {'yes' if reached else 'no'}); "
+                  f"{poster.events_ok} events answered 200 in all; non-200 answers {non200 or 0}, "
+                  f"{poster.retry_after} 503s with Retry-After"
+                  + ("; shed with 503 + Retry-After, answers fast" if shed else "")),
             Check("storm events stored once", not lost and not twice,
                   f"{len(keys)} unique, {len(lost)} lost, {len(twice)} twice"),
-            Check("webhook answer p99", True,
-                  f"p99 {p99:.0f} ms, p50 {percentile(poster.answer_ms, 0.5):.0f} ms "
-                  f"over {len(poster.answer_ms)} POSTs"),
+            Check("webhook answer p99", answers_fast,
+                  f"p99 {p99:.0f} ms (≤ {WEBHOOK_P99_MS:.0f} + {lag_p99:.0f} ms this process's loop lag p99), "
+                  f"p50 {percentile(poster.answer_ms, 0.5):.0f} ms over {len(poster.answer_ms)} POSTs"),
             Check("sends within the number's limit", throttled == 0 and peak <= LIMIT * 1.05,
                   f"{throttled}× 130429; busiest second {peak} sends by waflow's clock (≤ {LIMIT:.0f} + 5%), "
                   f"{peak_seen} by the emulator's receive clock (lags with this busy process); "
                   f"mean {len(sends) / span:.0f}/s"),
             *verdict.checks,
-            Check("reply time", True, f"p99 {verdict.figures['p99_ms']:.0f} ms (user message → reply on the phone)"),
+            Check("reply time", 0 < reply_p99 <= reply_bound,
+                  f"p99 {reply_p99:.0f} ms (≤ {REPLY_P99_MS:.0f} + {REPLY_HOPS} × {lag_p99:.0f} ms loop lag; "
+                  f"user message → reply on the phone)"),
         ]
         result.notes += verdict.notes
         if lost or twice:

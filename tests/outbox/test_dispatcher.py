@@ -93,7 +93,7 @@ async def test_window_closed_fallback_and_async_131047_look_alike(env: OutboxEnv
     async with env.dispatcher().running() as d:
         await d.drain(10)
         await env.wait_until(lambda rows: all(r.status in (S.FAILED, S.READ) for r in rows))
-        await asyncio.sleep(0.5)  # a maintenance pass classifies the webhook's failure
+        await d.maintenance()  # a maintenance pass classifies the webhook's failure
     sync_fail, async_fail = await env.row(never), await env.row(late)
     assert sync_fail.status is S.FAILED and async_fail.status is S.FAILED
     assert sync_fail.provider_message_id is None and async_fail.provider_message_id
@@ -129,7 +129,7 @@ async def test_invalid_recipients_and_templates_fail_with_reasons(env: OutboxEnv
     async with env.dispatcher().running() as d:
         await d.drain(10)
         await env.wait_until(lambda rows: all(r.status in (S.FAILED, S.READ) for r in rows))
-        await asyncio.sleep(0.5)
+        await d.maintenance()  # failures applied from webhooks get their class
     r = await env.row(bad_number)
     assert r.status is S.FAILED and r.error_class == "permanent" and r.error_code == 100, r
     r = await env.row(unknown_user)
@@ -218,7 +218,8 @@ async def test_tier_holds_business_initiated_but_not_service(env: OutboxEnv) -> 
     service = await env.enqueue("34670000009", content={"body": "reply"})
     async with env.dispatcher(tier_limit=2, tier_recheck_s=30).running():
         await env.wait_until(lambda rows: sum(r.provider_message_id is not None for r in rows) == 3, timeout=10)
-        await asyncio.sleep(0.3)
+        # the held row is handed back, waiting for the tier (its lease cleared)
+        await env.wait_until(lambda rows: all(r.claimed_by is None for r in rows if r.status is S.QUEUED))
     rows = {r.id: r for r in await env.rows()}
     assert rows[service].provider_message_id
     waiting = [rows[i] for i in bi if rows[i].status is S.QUEUED]
@@ -239,13 +240,14 @@ async def test_campaign_pause_resume_done(env: OutboxEnv) -> None:
                                  language="en_US", contacts=contacts, params=["{first}", "{order}"])
     assert await pause_campaign(env.store, cid)
     async with env.dispatcher().running() as d:
-        await asyncio.sleep(0.5)
-        assert env.emu.sent() == []  # paused: nothing claimed
+        assert await d.claim_due(20) == []  # paused: nothing claimable
+        assert env.emu.sent() == []
         assert await resume_campaign(env.store, cid)
         d.notify()
         await d.drain(10)
-        await asyncio.sleep(0.5)
-        progress = await campaign_progress(env.store, cid)
+        async with asyncio.timeout(10):  # the dispatcher's maintenance marks the finished campaign done
+            while (progress := await campaign_progress(env.store, cid)) is not None and progress.status != "done":
+                await d.maintenance()
     assert progress is not None
     assert (progress.total, progress.sent, progress.failed, progress.status) == (9, 8, 1, "done")
     # each contact got its own parameters (different recipients are sent in parallel: no order among them)

@@ -39,6 +39,28 @@ async def _claim(s: Store, c: AsyncConnection, i: SeedInfo) -> Any:
     return rows
 
 
+async def _claim_campaigns(s: Store, c: AsyncConnection, _i: SeedInfo) -> Any:
+    """Replies before bulk, campaigns round-robin: a number with one reply and two running campaigns, one short
+    of its share of the claim, so every statement of the claim runs (the reply lane, both rounds of the
+    campaign lanes). A number of its own: the seeded one has replies enough to fill any claim."""
+    number = "15550001111"
+    repo = CampaignRepository()
+    cids = [await repo.create(c, name=f"plans {k}", phone_number_id=number, template="promo", language="en_US",
+                              params=[]) for k in range(2)]  # fmt: skip
+
+    def row(to: str, campaign_id: int | None) -> NewOutbound:
+        message = OutboundMessage(to=to, type="text", content={"body": "x"})
+        return NewOutbound(message, contact_key=to, business_initiated=campaign_id is not None, campaign_id=campaign_id)
+
+    items = [row("34690000000", None), *(row(f"3469100{k:04}", cids[0]) for k in range(3)),
+             *(row(f"3469200{k:04}", cids[1]) for k in range(40))]  # fmt: skip
+    await s.outbox.enqueue_many(c, number, items)
+    later = utcnow() + timedelta(seconds=1)
+    rows = await s.outbox.claim_due(c, "plans", limit=20, lease=LEASE, now=later, phone_number_ids=[number])
+    assert len(rows) == 20 and rows[0].record.campaign_id is None, "the reply first, then both campaigns"
+    return rows
+
+
 async def _claim_window(s: Store, c: AsyncConnection, i: SeedInfo) -> Any:
     """What the dispatcher's claim transaction sends: the claim, then the contacts' last inbound times."""
     rows = await _claim(s, c, i)
@@ -98,6 +120,7 @@ CASES: dict[str, Case] = {
     "outbox.any_due": lambda s, c, _: s.outbox.any_due(c),
     "outbox.claim_due(numbers)": _claim,
     "outbox.claim_due + last_inbound_times": _claim_window,
+    "outbox.claim_due(replies, campaigns round-robin)": _claim_campaigns,
     "outbox.record_accepted_many": _accept,
     "outbox.record_failed_many": _fail,
     "outbox.release_many": _release,

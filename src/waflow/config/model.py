@@ -20,6 +20,7 @@ from waflow.cloudapi.tokens import TokenProvider
 from waflow.cloudapi.transport import DEFAULT_API_VERSION, DEFAULT_BASE_URL
 from waflow.config.secrets import SecretUnavailable, kind_of, resolve, resolve_secret, token_provider
 from waflow.outbox.limits import tier_limit
+from waflow.webhooks.config import DEFAULT_MAX_UNCOMMITTED_EVENTS
 
 _DIGITS = re.compile(r"^\d{1,32}$")
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -123,6 +124,24 @@ class ServerSettings(_Section):
     run_engine: bool = Field(True, description="run the flow engine in `waflow serve` (off: leave it to workers)")
     run_dispatcher: bool = Field(True, description="run the outbox dispatcher in `waflow serve`")
     poll_interval_s: float = Field(0.02, gt=0, le=10, description="idle poll of the engine and the dispatcher")
+    webhook_max_uncommitted_events: int = Field(
+        DEFAULT_MAX_UNCOMMITTED_EVENTS, gt=0,
+        description="webhook events waiting for their inbox commit beyond which a POST is answered 503 + "
+                    "Retry-After (nothing stored; Meta retries) instead of queueing: overload keeps answers fast",
+    )
+
+
+class OutboxSettings(_Section):
+    """How the dispatchers treat a send whose outcome is unknown (a timeout, a dropped connection, a crash)."""
+
+    lease_s: float = Field(
+        60.0, ge=5, le=3600,
+        description="a claimed row is held this long; a process that died holding it leaves it unknown after",
+    )
+    unknown_grace_s: float = Field(
+        60.0, ge=1, le=86400,
+        description="listening time a send with an unknown outcome waits for a status webhook before a resend",
+    )
 
 
 class CommandSettings(_Section):
@@ -197,6 +216,7 @@ class Settings(BaseSettings):
     numbers: list[NumberSettings] = Field(min_length=1, description="the business numbers this deployment serves")
     graph: GraphSettings = Field(default_factory=GraphSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     store_url: str | None = Field(None, description="SQLAlchemy URL or SQLite path; default ./waflow.db")
     redis_url: str | None = Field(None, description="shared rate limits across processes (redis://...)")
     flows_dir: Path | None = Field(None, description="flow files (.yaml/.json) deployed at startup")
@@ -225,6 +245,15 @@ class Settings(BaseSettings):
         except Exception as exc:
             raise ValueError(f"not a usable database URL or path ({type(exc).__name__})") from None
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Settings:
+        # a lease that ends while its send is still under way makes the send "unknown" and may send it twice
+        longest = self.graph.timeout_s + 5
+        if self.outbox.lease_s <= longest:
+            raise ValueError(f"outbox.lease_s ({self.outbox.lease_s:g} s) must exceed the longest send, "
+                             f"graph.timeout_s + 5 = {longest:g} s")
+        return self
 
     @model_validator(mode="after")
     def _unique_numbers(self) -> Settings:

@@ -10,6 +10,30 @@
     async with dispatcher.running():
         ...
 
+The unknown-outcome rule — "never twice, never out of order", and where that cannot be promised:
+
+- A send's outcome is unknown when the request may have reached Meta but no answer came back (a timeout, a
+  dropped connection) or when the process died holding the row (its lease, `[outbox] lease_s`, expired:
+  the next dispatcher finds it). The row stays `queued`, at the head of its recipient's queue, so nothing
+  behind it leaves; `outcome_unknown_since` is set and the metric `waflow_outbox_messages_total{outcome=
+  "unknown"}` counts it.
+- Every send carries `biz_opaque_callback_data = wf:<outbox id>`. A status webhook with it settles the row
+  as accepted — the first send went out, and it is never sent again (`outcome="settled_by_status"` when
+  that happened while a resend was about to go).
+- Otherwise the row is resent, once all of these hold: `[outbox] unknown_grace_s` has passed since the
+  outcome became unknown *to a running dispatcher* (after a crash the grace starts when the restarted
+  process recovers the row, i.e. when it can hear status webhooks again, not at the dead one's lease);
+  every status webhook received before the grace ended has been applied (a restarted or busy process
+  works through its webhook backlog first: `waflow_outbox_deferred_total{reason="status_backlog"}`); and
+  the row, read again just before the resend, is still unsettled.
+- Worst case a user can see: the first send did go out, but Meta's status webhooks for it reached no
+  waflow process within the grace (all were down longer than Meta kept retrying, or Meta delayed them past
+  the grace): the message arrives twice, the copies back to back (the recipient's later messages wait
+  for the resend). If its status arrives during the resend's own HTTP call, both are accepted (the second
+  acceptance is logged, "already has provider id"), and the row leaving the queue lets the recipient's
+  next message be claimed before that call returns: the one case where a later message may reach Meta
+  before the copy.
+
 Modules: `dispatcher` (claim → checks → limits → send → outcome), `recorder` (batched outcome writes),
 `retry` (policy by error class), `window` (24 h window and fallback template), `templates` (template
 cache and parameter check), `campaigns` (bulk sends), `metrics` (Prometheus), `limits*` (rate limiters).

@@ -33,10 +33,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from waflow.canonical import OutboundMessage
+from waflow.canonical import DeliveryStatus, OutboundMessage
 from waflow.cloudapi.client import CloudAPIClient
 from waflow.cloudapi.errors import THROTTLING_CODES
 from waflow.cloudapi.exceptions import CloudAPIError, CloudClientError
+from waflow.faults import fault_point
 from waflow.outbox import metrics
 from waflow.outbox.limits import Limiters, make_limiters
 from waflow.outbox.recorder import Accepted, Attempt, Failed, Outcome, Recorder, Requeue
@@ -50,6 +51,12 @@ from waflow.store.outbox import ClaimedRow
 from waflow.tasks import finish
 
 log = logging.getLogger("waflow.outbox")
+
+# A resend after an unknown outcome waits (row leased) for the status webhooks received before its grace ended
+# to be applied, looking every quarter of STATUS_BACKLOG_RECHECK_S, for at most UNKNOWN_HOLD_S (and half the
+# lease); then it goes back to the queue, due again after STATUS_BACKLOG_RECHECK_S. See `_may_resend`.
+STATUS_BACKLOG_RECHECK_S = 1.0
+UNKNOWN_HOLD_S = 20.0
 
 
 def _default_id() -> str:
@@ -128,6 +135,8 @@ class OutboxDispatcher:
         self._last_recover = -1e18
         self._last_maintenance = -1e18
         self._last_fold = time.monotonic()
+        self._backlog_read_at = -1e18
+        self._oldest_pending_status: datetime | None = None
         self.sent = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -254,7 +263,10 @@ class OutboxDispatcher:
             return [_Claimed(r, last.get((r.record.phone_number_id, r.record.contact_key))) for r in rows]
 
         async with self.store.begin() as conn:
-            return await in_one_hop(conn, lambda: claim(conn))  # database work only: one hand-off on SQLite
+            claimed = await in_one_hop(conn, lambda: claim(conn))  # database work only: one hand-off on SQLite
+        if claimed:
+            fault_point("outbox.claimed")
+        return claimed
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -325,6 +337,8 @@ class OutboxDispatcher:
                                 f"no answer after {failures} tries and no status webhook: {rec.error_text or ''}"))
             metrics.MESSAGES.labels("failed").inc()
             return
+        if rec.outcome_unknown_since is not None and not await self._may_resend(rec.id, rec.due_at):
+            return
 
         message = rec.to_message()
         fallback_used = row.fallback_used
@@ -372,6 +386,42 @@ class OutboxDispatcher:
         metrics.LIMITER_WAIT.observe(time.perf_counter() - waited)
         await self._send(client, item, message, fallback_used, failures)
 
+    async def _may_resend(self, outbound_id: int, grace_ended_at: datetime) -> bool:
+        """The gate of a resend after an unknown outcome (the row is leased to us, its grace is over).
+
+        Every status event received before the grace ended must be applied first: one of them may say the
+        first send went out (the restarted process works through the webhooks that arrived while it was
+        down; a busy one lags). The row's lease is kept while it waits, so nothing behind it moves and the
+        anchor (`grace_ended_at`, the due time it was claimed at) stays put; after `UNKNOWN_HOLD_S` it goes
+        back to the queue for a later look. Then the row is read again: a status applied meanwhile settled
+        it, and nothing is sent. False: not now (handed back or settled)."""
+        deadline = time.monotonic() + min(UNKNOWN_HOLD_S, self.config.lease_s / 2)
+        while await self._statuses_behind(grace_ended_at):
+            if self._stopping.is_set() or time.monotonic() >= deadline:
+                self._submit(Requeue(outbound_id, utcnow() + timedelta(seconds=STATUS_BACKLOG_RECHECK_S),
+                                     "unknown_outcome"))
+                metrics.DEFERRED.labels("status_backlog").inc()
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), STATUS_BACKLOG_RECHECK_S / 4)
+        async with self.store.read() as conn:
+            now_row = await self.store.outbox.get(conn, outbound_id)
+        if now_row is None or now_row.status is not DeliveryStatus.QUEUED or now_row.provider_message_id:
+            metrics.MESSAGES.labels("settled_by_status").inc()
+            return False  # a status webhook said the first send went out: it stays the only one
+        return True
+
+    async def _statuses_behind(self, grace_ended_at: datetime) -> bool:
+        """Whether a status event received before `grace_ended_at` still waits to be applied (the oldest
+        pending one, read at most every `STATUS_BACKLOG_RECHECK_S / 4`: the rows of one claim share a read)."""
+        now = time.monotonic()
+        if now - self._backlog_read_at >= STATUS_BACKLOG_RECHECK_S / 4:
+            async with self.store.read() as conn:
+                self._oldest_pending_status = await self.store.inbox.oldest_pending_status_at(conn)
+            self._backlog_read_at = now
+        oldest = self._oldest_pending_status
+        return oldest is not None and oldest <= grace_ended_at
+
     async def _throughput_slot(self, phone_number_id: str) -> bool:
         """Wait for this number's next send slot; False when the dispatcher stops first.
 
@@ -408,6 +458,7 @@ class OutboxDispatcher:
             await self._on_error(item, exc, started, fallback_used, failures)
             return
         metrics.SEND_SECONDS.observe(time.perf_counter() - t0)
+        fault_point("outbox.sent")
         self.sent += 1
         metrics.MESSAGES.labels("accepted").inc()
         attempt = Attempt("accepted", started, utcnow(), http_status=200)

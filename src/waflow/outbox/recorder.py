@@ -18,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from waflow.faults import fault_point
 from waflow.outbox.retry import classify_code
 from waflow.store import Store
 from waflow.store.bulk import in_one_hop
@@ -189,6 +190,7 @@ class Recorder:
                 if lost:
                     log.warning("outcomes for %d outbound rows that no longer exist were dropped: %s",
                                 len(lost), sorted(lost)[:20])
+                fault_point("outbox.recorded")
                 self.committed += len(batch)
                 self.commits += 1
                 return

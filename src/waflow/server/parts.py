@@ -16,7 +16,7 @@ from waflow.config import NumberSettings, Settings
 from waflow.engine.runtime.config import Command, CommandAction, EngineConfig, default_commands
 from waflow.engine.runtime.timers import TimerScheduler
 from waflow.engine.runtime.worker import EngineWorker
-from waflow.outbox import DispatcherConfig, Limiters, OutboxDispatcher, make_limiters
+from waflow.outbox import DispatcherConfig, Limiters, OutboxDispatcher, RetryPolicy, make_limiters
 from waflow.server.wiring import connect
 from waflow.store import Store
 from waflow.webhooks import NumberConfig, StatusProcessor, WebhookConfig, WebhookReceiver
@@ -70,7 +70,11 @@ def webhook_config(settings: Settings, *, status_processor: bool) -> WebhookConf
         n.phone_number_id: NumberConfig(app_secret=n.app_secret, verify_token=n.verify_token, waba_id=n.waba_id)
         for n in settings.numbers
     }
-    return WebhookConfig(numbers=numbers, status_processor=status_processor)
+    return WebhookConfig(
+        numbers=numbers,
+        status_processor=status_processor,
+        max_uncommitted_events=settings.server.webhook_max_uncommitted_events,
+    )
 
 
 def make_client(settings: Settings, number: NumberSettings) -> CloudAPIClient:
@@ -98,7 +102,10 @@ def make_dispatchers(settings: Settings, store: Store, clients: dict[str, CloudA
     out = []
     for (rate, _tier), group in groups.items():
         tier = settings.number(next(iter(group))).tier_limit
-        config = DispatcherConfig(rate_per_s=rate, tier_limit=tier, poll_s=settings.server.poll_interval_s)
+        config = DispatcherConfig(
+            rate_per_s=rate, tier_limit=tier, poll_s=settings.server.poll_interval_s,
+            lease_s=settings.outbox.lease_s, retry=RetryPolicy(unknown_grace_s=settings.outbox.unknown_grace_s),
+        )
         out.append(OutboxDispatcher(store, group, limiters=limiters, config=config))
     return out
 

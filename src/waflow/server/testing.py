@@ -38,13 +38,15 @@ def _toml(value: Any) -> str:
 
 
 def write_config(folder: Path, emulator: EmulatorHandle, *, port: int, flows_dir: Path | None = None,
-                 server: Mapping[str, Any] | None = None, top: Mapping[str, Any] | None = None) -> Path:
-    """A waflow.toml for a serve process talking to `emulator` (token in a file, secret from the emulator)."""
+                 server: Mapping[str, Any] | None = None, top: Mapping[str, Any] | None = None,
+                 store_url: str | None = None, sections: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+    """A waflow.toml for a serve process talking to `emulator` (token in a file, secret from the emulator).
+    `store_url`: default a SQLite file in `folder`; `sections`: more tables (`{"outbox": {"lease_s": 6}}`)."""
     cfg = emulator.config
     token = folder / "access-token"
     token.write_text(cfg.access_token)
     db = folder / "waflow.db"
-    lines = [f"store_url = {_toml(f'sqlite+aiosqlite:///{db}')}", 'log_level = "warning"']
+    lines = [f"store_url = {_toml(store_url or f'sqlite+aiosqlite:///{db}')}", 'log_level = "warning"']
     if flows_dir is not None:
         lines.append(f"flows_dir = {_toml(str(flows_dir))}")
     lines += [f"{k} = {_toml(v)}" for k, v in (top or {}).items()]
@@ -54,6 +56,8 @@ def write_config(folder: Path, emulator: EmulatorHandle, *, port: int, flows_dir
     lines += ["", "[[numbers]]", f"phone_number_id = {_toml(cfg.phone_number_id)}", f"waba_id = {_toml(cfg.waba_id)}",
               f"token = {_toml(f'file:{token}')}", f"app_secret = {_toml(cfg.app_secret)}",
               f"verify_token = {_toml(cfg.verify_token)}", f"throughput = {cfg.throughput_mps}"]
+    for name, table in (sections or {}).items():
+        lines += ["", f"[{name}]", *(f"{k} = {_toml(v)}" for k, v in table.items())]
     path = folder / "waflow.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -62,19 +66,26 @@ def write_config(folder: Path, emulator: EmulatorHandle, *, port: int, flows_dir
 class ServeProcess:
     """`python -m waflow.server -c <config>`; `await start()` waits for /readyz."""
 
-    def __init__(self, config: Path, port: int, *, log: Path | None = None) -> None:
+    def __init__(self, config: Path, port: int, *, log: Path | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.config = config
+        self.env = dict(env or {})
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log or config.with_name("serve.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
-    async def start(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with open(self.log, "ab") as out:  # noqa: ASYNC230
-            self.proc = subprocess.Popen(  # noqa: ASYNC220
+    def launch(self) -> None:
+        """Start the process and return at once (`start` also waits until it is ready)."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
                 [sys.executable, "-m", "waflow.server", "-c", str(self.config)], stdout=out, stderr=out, env=env
             )
+
+    async def start(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        self.launch()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient() as client:
             while time.monotonic() < deadline:
@@ -100,7 +111,7 @@ class ServeProcess:
             if time.monotonic() > deadline:
                 await self._dump_stacks()
                 self.proc.kill()
-                raise TimeoutError(f"waflow serve did not exit after SIGTERM: {self.log.read_text()[-12000:]}")
+                raise TimeoutError(f"waflow serve did not exit within {timeout} s: {self.log.read_text()[-12000:]}")
             await asyncio.sleep(0.05)
         return int(self.proc.returncode)
 

@@ -260,6 +260,25 @@ class InboxRepository:
             stmt = stmt.with_for_update(skip_locked=True)
         return [_record(row) for row in await conn.execute(stmt)]
 
+    async def oldest_pending_status_at(self, conn: AsyncConnection) -> datetime | None:
+        """When the oldest status event still waiting to be applied was received (None: all applied).
+
+        The outbox resends a message whose first send has an unknown outcome only once every status received
+        before its grace ended is applied: that status may be the one saying the first send went out. One
+        probe of the first entry of the open-events-by-kind index."""
+        stmt = (
+            select(inbound_events.c.received_at)
+            .where(
+                inbound_events.c.state.in_(one_of(OPEN_STATES)),
+                inbound_events.c.kind == EventKind.STATUS.value,
+                inbound_events.c.state == "pending",  # a failed one is not coming: it does not hold resends
+            )
+            .order_by(inbound_events.c.id)
+            .limit(1)
+        )
+        at = (await conn.execute(stmt)).scalar()
+        return as_utc(at) if at is not None else None
+
     async def claim_payloads(
         self, conn: AsyncConnection, kind: EventKind | str, limit: int = 1000
     ) -> list[tuple[int, str]]:

@@ -12,6 +12,12 @@ head and due, so a retrying message holds back the ones written after it. Trigge
 keep the head marked (`queue_head`), and count the rows per number, status and waiting reason
 (`outbound_counts`) and per campaign and status (`campaign_counts`): the claim walks only the due
 heads, and no count reads the outbox itself.
+
+Priorities (`claim_due`): replies before bulk. A claim first takes the due heads of no campaign (a flow's
+replies, API and agent sends; earliest due first), and gives only the rest of its limit to the running
+campaigns, round-robin among them (one head from each in turn, the turn carried over to the next claim),
+so a reply queued behind a 100k-recipient campaign waits for a claim, not for the campaign, and campaigns
+started together advance together. Order within one recipient is untouched: only heads are claimed.
 """
 
 from __future__ import annotations
@@ -261,6 +267,16 @@ def _claimed(row: Any) -> ClaimedRow:
 
 _QUEUE_HEAD = text("outbound_messages.queue_head")
 
+# PostgreSQL: share-lock the current head of each recipient's queue (see `enqueue_many`); LIMIT 2: two first rows
+# enqueued at once may both be marked (revision 0006)
+_LOCK_HEADS = text(
+    "SELECT o.id FROM outbound_messages AS o WHERE o.id IN ("
+    "SELECT h.id FROM unnest(CAST(:keys AS text[])) AS k(key) CROSS JOIN LATERAL ("
+    "SELECT e.id FROM outbound_messages AS e WHERE e.phone_number_id = :pnid AND e.contact_key = k.key "
+    "AND e.status = 'queued' AND e.queue_head ORDER BY e.id LIMIT 2) AS h) "
+    "ORDER BY o.id FOR SHARE OF o"
+)
+
 
 def _earlier_queued() -> Any:
     """An earlier queued row of the same recipient exists (the row is not the head of its queue)."""
@@ -296,8 +312,14 @@ def _lane_pick(lane: Lane, now: datetime, limit: int) -> Any:
 class DispatchQueries:
     """The dispatcher's claim/release statements (mixed into `OutboxRepository`)."""
 
+    # The campaign the next claim's round-robin starts at (`_interleave`): where the previous claim of this
+    # process stopped, so campaigns take turns across claims too. A hint of this process, not shared state:
+    # another process keeps its own, and a stale or unknown id only moves where a turn starts.
+    _campaign_turn: int = 0
+
     async def _lanes(self, conn: AsyncConnection, phone_number_ids: Sequence[str] | None) -> list[Lane]:
-        """Where claimable rows can be: per number, its rows of no campaign and those of each running campaign.
+        """Where claimable rows can be: per number, its rows of no campaign, then those of each running campaign
+        (in campaign id order).
 
         Rows of a paused (or finished) campaign are in no lane, so pausing costs one campaign row and the
         claim never reads past them. The numbers, when not given, are those with queued rows (the counters).
@@ -322,6 +344,44 @@ class DispatchQueries:
         lanes += [(str(r[0]), int(r[1])) for r in await conn.execute(running.order_by(campaigns.c.id))]
         return lanes
 
+    async def _pick(self, conn: AsyncConnection, lane: Lane, now: datetime, limit: int) -> list[tuple[datetime, int]]:
+        """(due_at, id) of one lane's first `limit` claimable heads (`_lane_pick`); PostgreSQL: `FOR UPDATE SKIP
+        LOCKED`, so concurrent dispatchers take disjoint rows (picked rows not leased stay locked only until this
+        transaction ends)."""
+        pick = _lane_pick(lane, now, limit)
+        if is_postgres(conn):
+            pick = pick.with_for_update(skip_locked=True, of=outbound_messages)
+        return [(as_utc(r[1]), int(r[0])) for r in await conn.execute(pick)]
+
+    async def _interleave(self, conn: AsyncConnection, lanes: Sequence[Lane], now: datetime, room: int) -> list[int]:
+        """Up to `room` heads of the campaign `lanes`, taken from each lane in turn (round-robin), starting at
+        `_campaign_turn`; each lane's own heads in (due_at, id) order.
+
+        At most two index ranges per lane: each lane first gives its share (`room` / lanes, rounded up), and
+        only when some lane had fewer than that do the lanes that gave their whole share give up to `room`
+        (the deficit goes to the lanes that have more). Whichever lane is empty, the others fill the room.
+        """
+        start = next((i for i, lane in enumerate(lanes) if (lane[1] or 0) >= self._campaign_turn), 0)
+        order = [*lanes[start:], *lanes[:start]]
+        share = -(-room // len(order))
+        heads = [await self._pick(conn, lane, now, share) for lane in order]
+        if sum(map(len, heads)) < room:
+            for i, lane in enumerate(order):
+                if len(heads[i]) == share:
+                    heads[i] = await self._pick(conn, lane, now, room)
+        taken: list[int] = []
+        last = -1
+        depth = 0
+        while len(taken) < room and any(depth < len(h) for h in heads):
+            for i, lane_heads in enumerate(heads):
+                if depth < len(lane_heads) and len(taken) < room:
+                    taken.append(lane_heads[depth][1])
+                    last = i
+            depth += 1
+        if last >= 0:  # the next claim starts with the lane after the last one served
+            self._campaign_turn = order[(last + 1) % len(order)][1] or 0
+        return taken
+
     async def any_due(
         self, conn: AsyncConnection, *, now: datetime | None = None, phone_number_ids: Sequence[str] | None = None
     ) -> bool:
@@ -344,29 +404,41 @@ class DispatchQueries:
         now: datetime | None = None,
         phone_number_ids: Sequence[str] | None = None,
     ) -> list[ClaimedRow]:
-        """Lease up to `limit` due rows that are the head of their recipient's queue, oldest due first.
+        """Lease up to `limit` due rows that are the head of their recipient's queue: replies before bulk.
 
         A row is claimable when it is `queued`, due, not leased, the lowest queued id of its
-        (phone_number_id, contact_key) (`queue_head`), and not in a paused campaign. Each lane (`_lanes`)
-        gives its first `limit` candidates from the claimable index and the earliest `limit` of them all are
-        leased: the cost is lanes x limit index entries, not the queue's length. PostgreSQL: each lane's
-        pick is `FOR UPDATE SKIP LOCKED`, so concurrent dispatchers take disjoint rows (candidates not
-        leased stay locked only until this transaction ends); SQLite: the write transaction is exclusive.
+        (phone_number_id, contact_key) (`queue_head`), and not in a paused campaign. The rule:
+
+        1. transactional rows (no campaign: a flow's replies, API sends, agents' replies) first: each
+           number's lane of no campaign gives its first `limit` heads and the earliest `limit` of them all by
+           (due_at, id) are taken;
+        2. the rest of `limit` goes to the running campaigns' lanes round-robin (`_interleave`): one head
+           from each lane in turn, not by due_at, so campaigns started together advance together, and the
+           turn carries over to the next claim. A claim that transactional rows fill reads no campaign lane.
+
+        Only queue heads are ever taken, so per-recipient order holds whatever the priority. The cost is at
+        most (numbers + 2 x running campaigns) index ranges, each stopped at `limit`, never the queue's length.
+        The rows come back in that priority order (replies first), the order the dispatcher hands them to its
+        limiter. PostgreSQL: each lane's pick is `FOR UPDATE SKIP LOCKED`, so concurrent dispatchers take
+        disjoint rows; SQLite: the write transaction is exclusive.
         """
         now = now or utcnow()
         if limit <= 0:
             return []
         o = outbound_messages
+        lanes = await self._lanes(conn, phone_number_ids)
         candidates: list[tuple[datetime, int]] = []
-        for lane in await self._lanes(conn, phone_number_ids):
-            pick = _lane_pick(lane, now, limit)
-            if is_postgres(conn):
-                pick = pick.with_for_update(skip_locked=True, of=o)
-            candidates += [(as_utc(r[1]), int(r[0])) for r in await conn.execute(pick)]
-        if not candidates:
+        for lane in lanes:
+            if lane[1] is None:
+                candidates += await self._pick(conn, lane, now, limit)
+        ids = [oid for _due, oid in sorted(candidates)[:limit]]
+        bulk = [lane for lane in lanes if lane[1] is not None]
+        if len(ids) < limit and bulk:
+            ids += await self._interleave(conn, bulk, now, limit - len(ids))
+        if not ids:
             return []
-        ids = sorted(oid for _due, oid in sorted(candidates)[:limit])
-        stmt = update(o).where(o.c.id.in_(ids))
+        rank = {oid: i for i, oid in enumerate(ids)}
+        stmt = update(o).where(o.c.id.in_(sorted(ids)))
         if is_postgres(conn):
             # two first rows of an empty queue enqueued at once may both be marked (see revision 0006): take
             # only the one with no earlier queued row (one index probe each; SQLite has one writer, no race)
@@ -377,7 +449,7 @@ class DispatchQueries:
             .returning(*OUTBOUND_COLUMNS, *_CLAIM_EXTRA)
         )
         rows = [_claimed(row) for row in await conn.execute(stmt)]
-        rows.sort(key=lambda r: (r.record.due_at, r.record.id))
+        rows.sort(key=lambda r: rank[r.record.id])
         return rows
 
     async def recover_expired(
@@ -647,15 +719,10 @@ class OutboxRepository(DispatchQueries):
         if is_postgres(conn):
             # The head trigger share-locks each new row's current head (revision 0006); taken here first, all at
             # once in id order, the order the recorder locks its rows in, so a bulk enqueue cannot deadlock with it.
-            o = outbound_messages
-            heads = (
-                select(o.c.id)
-                .where(o.c.status == const("queued"), o.c.phone_number_id == phone_number_id,
-                       o.c.contact_key.in_(sorted({item.contact_key for item in items})), _QUEUE_HEAD)
-                .order_by(o.c.id)
-                .with_for_update(read=True)
-            )  # fmt: skip
-            await conn.execute(heads)
+            # One probe per recipient: the first entries of its queue in the queued-by-recipient index (an
+            # `IN (<keys>)` filter over the queue instead went superlinear: 20k recipients took seconds).
+            keys = sorted({item.contact_key for item in items})
+            await conn.execute(_LOCK_HEADS, {"pnid": phone_number_id, "keys": keys})
         return [int(r[0]) for r in await _OUTBOUND_INSERT.run(conn, rows)]
 
     async def get(self, conn: AsyncConnection, outbound_id: int) -> OutboundRecord | None:

@@ -13,7 +13,7 @@ from waflow.webhooks.config import NumberConfig, WebhookConfig
 from waflow.webhooks.persist import DeadLetterRequest, InboxRequest, WriteOutcome, write_requests
 from waflow.webhooks.signature import SignatureOutcome, SignatureVerifier, sign, verify_signature
 from waflow.webhooks.status import StatusProcessor
-from waflow.webhooks.writer import InboxWriter, WriterClosedError
+from waflow.webhooks.writer import InboxWriter, WriterClosedError, WriterOverloadedError
 
 __all__ = [
     "DeadLetterRequest",
@@ -27,6 +27,7 @@ __all__ = [
     "WebhookReceiver",
     "WriteOutcome",
     "WriterClosedError",
+    "WriterOverloadedError",
     "create_webhook_app",
     "sign",
     "verify_signature",

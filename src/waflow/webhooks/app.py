@@ -12,6 +12,12 @@ processed) → parse (a body that does not parse is stored raw as a dead letter 
 are written to the inbox in a group commit → 200 only once that commit is durable. The 200
 never waits for flow work or sending.
 
+Overload: when the events waiting for their commit would pass `max_uncommitted_events`, the POST
+is answered 503 with `Retry-After` at once, before anything of it is queued (so nothing of it is
+stored, and the next delivery is a fresh one), and counted as
+`webhooks_received_total{result="overloaded"}`. Meta retries non-200 answers; answers stay fast
+while the database is behind instead of every request waiting in an unbounded queue.
+
 A batched body with some malformed updates is not refused as a whole: its valid events go to the
 inbox and each rejected fragment (message, status, change, entry) becomes its own dead letter,
 with its place and reason, in the same commit. `webhooks_received_total{result="dead_letter"}`
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -32,6 +39,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from waflow.canonical import EventKind
+from waflow.faults import fault_point
 from waflow.providers.cloud import ParsedWebhook, WebhookParseError, parse_webhook
 from waflow.store import Store
 from waflow.store.bulk import in_one_hop
@@ -54,12 +63,16 @@ from waflow.webhooks.signature import (
     verify_token_matches,
 )
 from waflow.webhooks.status import StatusProcessor
-from waflow.webhooks.writer import InboxWriter
+from waflow.webhooks.writer import InboxWriter, WriterOverloadedError
 
 log = logging.getLogger("waflow.webhooks")
 
 _KEPT_HEADERS = ("content-type", "content-length", "user-agent", SIGNATURE_HEADER, "x-hub-signature")
 _OK = b"ok"
+# Seconds a shed POST is told to wait (`Retry-After`): about one commit backlog at the default bound.
+RETRY_AFTER_S = 1
+_SHED_LOG_EVERY_S = 1.0
+_OVERLOADED = b"Service Unavailable: too many webhooks waiting to be stored; retry"
 
 
 def _text(body: str, status: int) -> Response:
@@ -74,13 +87,20 @@ class WebhookReceiver:
         self.store = store
         self.path = path
         self.verifier = SignatureVerifier(config)
-        self.writer = InboxWriter(self._commit, max_events=config.batch_max_events, linger_s=config.batch_linger_s)
+        self.writer = InboxWriter(
+            self._commit,
+            max_events=config.batch_max_events,
+            linger_s=config.batch_linger_s,
+            max_uncommitted_events=config.max_uncommitted_events,
+        )
         inline = config.apply_statuses_inline
         self.apply_statuses_inline = store.dialect == "sqlite" if inline is None else inline
         self.status_processor = StatusProcessor(store) if config.status_processor else None
         # called once a webhook's events are durable (before its 200), with what was stored: the process
         # hosting the receiver wakes the parts that consume them (`waflow serve`: the engine, on new messages)
         self.on_stored: Callable[[WriteOutcome], None] | None = None
+        self._shed_logged_at = -_SHED_LOG_EVERY_S
+        self._shed_unlogged = 0
 
     def __repr__(self) -> str:
         return f"WebhookReceiver(numbers={sorted(self.config.numbers)}, store={self.store!r})"
@@ -127,9 +147,12 @@ class WebhookReceiver:
 
     async def _write(self, requests: Sequence[WriteRequest], *, apply_statuses: bool) -> list[WriteOutcome]:
         async with self.store.begin() as conn:
-            return await in_one_hop(
+            outcomes = await in_one_hop(
                 conn, lambda: write_requests(self.store, conn, requests, apply_statuses=apply_statuses)
             )
+        if apply_statuses and any(new and kind == EventKind.STATUS for o in outcomes for kind, new in o.by_kind):
+            fault_point("statuses.applied")  # committed with the statuses applied in the same transaction
+        return outcomes
 
     # -- GET: verification handshake ------------------------------------------------------
 
@@ -160,7 +183,7 @@ class WebhookReceiver:
             lambda: {k: request.headers[k] for k in _KEPT_HEADERS if k in request.headers},
             lambda: _peer(request),
         )
-        return Response(text, status, media_type="text/plain")
+        return Response(text, status, headers=_extra_headers(status), media_type="text/plain")
 
     async def asgi_post(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The same POST as raw ASGI: what `create_webhook_app` serves. Starlette's request,
@@ -175,13 +198,10 @@ class WebhookReceiver:
             lambda: {k: headers[k] for k in _KEPT_HEADERS if k in headers},
             lambda: f"{client[0]}:{client[1]}" if client else "?",
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))],
-            }
-        )
+        response_headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))]
+        if status == 503:
+            response_headers.append((b"retry-after", b"%d" % RETRY_AFTER_S))
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": text})
 
     async def handle(
@@ -211,7 +231,7 @@ class WebhookReceiver:
         try:
             parsed = parse_webhook(raw)
         except WebhookParseError as exc:
-            return await self._dead_letter(raw, str(exc), received_at, kept_headers())
+            return await self._dead_letter(raw, str(exc), received_at, kept_headers(), peer)
         if not self.verifier.app_serves(check.app, parsed.phone_number_ids, parsed.waba_ids):
             return self._refuse(peer, "wrong_app", 403, "Forbidden", size=len(raw))
         request: WriteRequest = (
@@ -219,6 +239,8 @@ class WebhookReceiver:
         )
         try:
             outcome = await self.writer.write(request)
+        except WriterOverloadedError as exc:
+            return self._shed(exc, peer)
         except Exception as exc:
             metrics.RECEIVED.labels(result="store_error").inc()
             log.error("webhook not stored (%s); answering 500 so Meta retries", type(exc).__name__)
@@ -259,11 +281,13 @@ class WebhookReceiver:
         )
 
     async def _dead_letter(
-        self, raw: bytes, reason: str, received_at: Any, headers: dict[str, str]
+        self, raw: bytes, reason: str, received_at: Any, headers: dict[str, str], peer: Callable[[], str]
     ) -> tuple[int, bytes]:
         pnid = self.verifier.hinted_phone_number_id(raw)
         try:
             await self.writer.write(DeadLetterRequest(raw, reason, headers, pnid, received_at))
+        except WriterOverloadedError as exc:
+            return self._shed(exc, peer)
         except Exception as exc:
             metrics.RECEIVED.labels(result="store_error").inc()
             log.error("dead letter not stored (%s); answering 500 so Meta retries", type(exc).__name__)
@@ -271,6 +295,18 @@ class WebhookReceiver:
         metrics.RECEIVED.labels(result="dead_letter").inc()
         log.warning("webhook body did not parse, kept as a dead letter (%d bytes): %s", len(raw), reason[:300])
         return 200, _OK
+
+    def _shed(self, exc: WriterOverloadedError, peer: Callable[[], str]) -> tuple[int, bytes]:
+        metrics.RECEIVED_OVERLOADED.inc()
+        self._shed_unlogged += 1
+        now = time.monotonic()
+        if now - self._shed_logged_at >= _SHED_LOG_EVERY_S:  # one line a second at most, under a flood
+            log.warning(
+                "webhook shed: %s; answered 503 + Retry-After %d s (%d POST(s) shed since the last line, from %s)",
+                exc, RETRY_AFTER_S, self._shed_unlogged, peer(),
+            )  # fmt: skip
+            self._shed_logged_at, self._shed_unlogged = now, 0
+        return 503, _OVERLOADED
 
     def _refuse(
         self, peer: Callable[[], str], result: str, status: int, text: str, *, size: int | None = None
@@ -313,6 +349,10 @@ async def _read_asgi_body(headers: Headers, receive: Receive, limit: int) -> byt
         if not message.get("more_body", False):
             break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _extra_headers(status: int) -> dict[str, str] | None:
+    return {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
 
 
 def _peer(request: Request) -> str:

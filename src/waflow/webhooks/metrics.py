@@ -7,7 +7,8 @@ from prometheus_client import Counter, Histogram
 RECEIVED = Counter(
     "webhooks_received",
     "Webhook POSTs by outcome (ok, dead_letter, missing_signature, malformed_signature, "
-    "bad_signature, wrong_app, too_large, store_error).",
+    "bad_signature, wrong_app, too_large, store_error, overloaded: answered 503 + Retry-After because too many "
+    "events were waiting for their inbox commit).",
     ["result"],
 )
 EVENTS = Counter(
@@ -27,3 +28,4 @@ COMMIT_EVENTS = Histogram(
 
 # pre-bound children: the hot path skips the label lookup
 RECEIVED_OK = RECEIVED.labels(result="ok")
+RECEIVED_OVERLOADED = RECEIVED.labels(result="overloaded")

@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 
 from waflow.canonical import DeliveryStatus, ErrorDetail, EventKind, StatusUpdate
+from waflow.faults import fault_point
 from waflow.store import Store
 from waflow.tasks import finish
 from waflow.webhooks.persist import PendingStatus
@@ -154,6 +155,7 @@ class StatusProcessor:
                 await self.store.statuses.apply_many(
                     conn, [p.update for p in todo], raw_json=[p.payload_json for p in todo]
                 )
+        fault_point("statuses.applied")
         self.applied += len(todo)
         self.batches += 1
         return len(batch)
@@ -166,6 +168,7 @@ class StatusProcessor:
             updates = [status_from_payload(orjson.loads(text)) for _id, text in claimed]
             await self.store.statuses.apply_many(conn, updates, raw_json=[text for _id, text in claimed])
             await self.store.inbox.mark_done(conn, [id_ for id_, _ in claimed])
+        fault_point("statuses.applied")
         self.applied += len(claimed)
         self.batches += 1
         return len(claimed)

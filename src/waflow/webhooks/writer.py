@@ -11,6 +11,13 @@ request in the batch. Under light load a batch is one request and nothing waits.
 If a batch's transaction fails, each of its requests is retried alone so one bad write cannot
 fail its neighbours; a request that still fails gets the exception (→ HTTP 500, and Meta
 retries it later).
+
+The work in flight is bounded: with `max_uncommitted_events`, a request that would take the
+events queued or committing (not yet durable) past that bound is refused at once with
+`WriterOverloadedError`, before anything of it is queued (→ HTTP 503 + Retry-After; Meta retries
+non-200 answers), so that when the database cannot keep up the answers stay fast instead of
+every request waiting behind an ever longer queue. A request is always taken when nothing is
+uncommitted, however large it is.
 """
 
 from __future__ import annotations
@@ -41,15 +48,34 @@ class WriterClosedError(RuntimeError):
     """The writer was stopped; nothing more is accepted."""
 
 
+class WriterOverloadedError(RuntimeError):
+    """Too many events wait for their commit: the request was refused and nothing of it queued."""
+
+    def __init__(self, uncommitted: int, size: int, bound: int) -> None:
+        super().__init__(f"{uncommitted} events uncommitted + {size} would exceed the bound of {bound}")
+        self.uncommitted = uncommitted
+        self.size = size
+        self.bound = bound
+
+
 class InboxWriter:
     """The single background task that batches inbox writes into group commits."""
 
-    def __init__(self, commit: CommitFn, *, max_events: int = 5000, linger_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        commit: CommitFn,
+        *,
+        max_events: int = 5000,
+        linger_s: float = 0.0,
+        max_uncommitted_events: int | None = None,
+    ) -> None:
         self._commit = commit
         self._max_events = max_events
         self._linger_s = linger_s
+        self._max_uncommitted = max_uncommitted_events
         self._pending: list[_Job] = []
         self._pending_events = 0
+        self._uncommitted = 0  # events of requests queued or in the commit running, not yet resolved
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -74,17 +100,32 @@ class InboxWriter:
                 await self._task
             self._task = None
 
+    @property
+    def uncommitted_events(self) -> int:
+        """Events queued or being committed whose requests have not been answered yet."""
+        return self._uncommitted
+
     async def write(self, request: WriteRequest) -> WriteOutcome:
         """Queue `request` and wait until the transaction holding it has committed."""
+        return await self.submit(request)
+
+    def submit(self, request: WriteRequest) -> asyncio.Future[WriteOutcome]:
+        """Queue `request` now; the future resolves once the transaction holding it has committed.
+        Raises `WriterOverloadedError` (nothing queued) when it would take the uncommitted events
+        past `max_uncommitted_events`, and `WriterClosedError` once the writer was stopped."""
         if self._closing:
             raise WriterClosedError("the inbox writer was stopped")
+        bound = self._max_uncommitted
+        if bound is not None and self._uncommitted and self._uncommitted + request.size > bound:
+            raise WriterOverloadedError(self._uncommitted, request.size, bound)
         if not self.running:
             self.start()
         future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
         self._pending.append(_Job(request, future))
         self._pending_events += request.size
+        self._uncommitted += request.size
         self._wake.set()
-        return await future
+        return future
 
     def _take(self) -> list[_Job]:
         taken = 0
@@ -118,6 +159,7 @@ class InboxWriter:
         except Exception as exc:
             if len(jobs) == 1:
                 log.error("inbox write failed: %s", _describe(exc))
+                self._uncommitted -= jobs[0].request.size
                 _fail(jobs[0], exc)
                 return
             log.warning("inbox batch of %d requests failed (%s); retrying one by one", len(jobs), _describe(exc))
@@ -128,6 +170,7 @@ class InboxWriter:
         COMMIT_SECONDS.observe(time.perf_counter() - started)
         COMMIT_EVENTS.observe(sum(j.request.size for j in jobs))
         for job, outcome in zip(jobs, outcomes, strict=True):
+            self._uncommitted -= job.request.size
             if not job.future.done():
                 job.future.set_result(outcome)
 
