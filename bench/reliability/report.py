@@ -1,4 +1,5 @@
-"""The suite's verdict: one row per scenario — what was tried, and what held (✓/✗ with figures)."""
+"""The suite's verdict: one row per scenario run — what was tried, whether the CPU hog ran beside it, and what
+held (✓/✗ with figures)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class Result:
     notes: list[str] = field(default_factory=list)  # what went wrong, with examples
     seconds: float = 0.0
     skipped: str | None = None
+    hog: str | None = None  # "off", "on (0.97 core)" (`bench.reliability.hog`); None: not a scenario run
 
     @property
     def ok(self) -> bool:
@@ -40,7 +42,8 @@ class Result:
 
     def summary(self) -> str:
         """Plain text (for assertion messages and logs)."""
-        lines = [f"{self.scenario}: {'held' if self.ok else 'NOT held'} ({self.seconds:.0f} s) — {self.tried}"]
+        hog = f", CPU hog {self.hog}" if self.hog is not None else ""
+        lines = [f"{self.scenario}: {'held' if self.ok else 'NOT held'} ({self.seconds:.0f} s{hog}) — {self.tried}"]
         lines += [f"  {'ok ' if c.ok else 'BAD'} {c.name}: {c.figure}" for c in self.checks]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -50,13 +53,15 @@ def table(results: Sequence[Result], title: str) -> Table:
     t = Table(title=title, show_lines=True, expand=False)
     t.add_column("scenario", style="bold", no_wrap=True)
     t.add_column("what was tried", max_width=48)
+    t.add_column("CPU hog", max_width=10)
     t.add_column("what held", max_width=78)
     for r in results:
         if r.skipped is not None:
             held = f"[yellow]skipped[/]: {r.skipped}"
         else:
             held = "\n".join(c.render() for c in r.checks) or "[bold red]✗ nothing checked[/]"
-        t.add_row(f"{r.scenario}\n[dim]{r.seconds:.0f} s[/]", r.tried, held)
+        hog = "—" if r.hog is None else f"[yellow]{r.hog}[/]" if r.hog.startswith("on") else r.hog
+        t.add_row(f"{r.scenario}\n[dim]{r.seconds:.0f} s[/]", r.tried, hog, held)
     return t
 
 

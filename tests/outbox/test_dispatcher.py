@@ -284,3 +284,39 @@ async def test_stop_during_a_claim_hands_the_claimed_rows_back(env: OutboxEnv) -
     unsent = [i for i in ids if rows[i].status is S.QUEUED]
     assert len(unsent) >= len(ids) - 1  # at most the first got a slot before the stop
     assert [rows[i].outcome_unknown_since for i in unsent] == [None] * len(unsent)  # handed back, not lost
+
+
+async def test_a_resend_after_an_unknown_outcome_waits_for_the_status_backlog(env: OutboxEnv) -> None:
+    """The gate before resending a send whose outcome is unknown: held while a status received before its grace
+    ended is still pending in the inbox; when that status settles the row, nothing is sent."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from waflow.store import utcnow
+    from waflow.store.inbox import NewInboundEvent
+    from waflow.store.tables import outbound_messages as om
+
+    await env.open_windows("34640000001")
+    oid = await env.enqueue("34640000001", content={"body": "maybe sent already"})
+    now = utcnow()
+    async with env.store.begin() as conn:  # as the recovery of a dead dispatcher's lease leaves it
+        await conn.execute(update(om).where(om.c.id == oid).values(
+            outcome_unknown_since=now - timedelta(seconds=90), due_at=now - timedelta(seconds=1),
+            waiting_reason="unknown_outcome"))
+        [event_id] = await env.store.inbox.insert_events(conn, [NewInboundEvent(
+            "st:wamid.LATE:sent", "status", PNID, {}, now - timedelta(seconds=5), provider_message_id="wamid.LATE")])
+    d = env.dispatcher()
+    async with env.store.read() as conn:
+        assert await env.store.inbox.oldest_pending_status_at(conn) == now - timedelta(seconds=5)
+    assert await d._statuses_behind(now)  # received before the grace ended, not applied: hold
+    assert not await d._statuses_behind(now - timedelta(seconds=10))  # received after it: does not count
+
+    # the status is applied meanwhile and settles the row: the resend is called off, nothing is sent
+    async with env.store.begin() as conn:
+        await env.store.inbox.mark_done(conn, [event_id])
+        await conn.execute(update(om).where(om.c.id == oid).values(status="sent", provider_message_id="wamid.LATE"))
+    d._backlog_read_at = -1e18  # the next look reads the inbox again (it reads at most every 250 ms)
+    assert not await d._statuses_behind(now)
+    assert not await d._may_resend(oid, now)
+    assert build_callback_data(oid) not in env.emu.sends_by_callback_data()

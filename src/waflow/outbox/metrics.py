@@ -6,7 +6,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter(
     "waflow_outbox_messages_total",
-    "Outbound messages by what happened to a send try: accepted, failed, retry, throttled, unknown, deferred.",
+    "Outbound messages by what happened to a send try: accepted, failed, retry, throttled, unknown, deferred, "
+    "settled_by_status (a resend after an unknown outcome made unnecessary by a late status).",
     ["outcome"],
 )
 SEND_SECONDS = Histogram(
@@ -21,7 +22,9 @@ LIMITER_WAIT = Histogram(
     buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 DEFERRED = Counter(
-    "waflow_outbox_deferred_total", "Claimed rows given back without a send, by reason (pair, tier).", ["reason"]
+    "waflow_outbox_deferred_total",
+    "Claimed rows given back without a send, by reason (pair, tier, status_backlog).",
+    ["reason"],
 )
 QUEUE_DEPTH = Gauge(
     "waflow_outbox_queue_depth",
