@@ -126,6 +126,9 @@ CASES: dict[str, Case] = {
     "outbox.release_many": _release,
     "outbox.enqueue_many": _enqueue,
     "outbox.queued_count": lambda s, c, i: s.outbox.queued_count(c, i.phone_number_id),
+    # the gate of a resend after an unknown outcome (the seeded inbox has pending statuses)
+    "inbox.oldest_pending_status_at": lambda s, c, _: s.inbox.oldest_pending_status_at(c),
+    "outbox.get": lambda s, c, i: s.outbox.get(c, i.queued_outbound_id),
     "dispatcher.maintenance": _maintenance,
     "campaigns.counts": lambda _, c, i: CampaignRepository().counts(c, i.campaign_id),
     "campaigns.pause + resume": _pause_resume,
