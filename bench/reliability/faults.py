@@ -30,7 +30,9 @@ async def faults(work: Path, *, conversations: int, over_s: float) -> Result:
              f"dropped connections 3%; the token expires and is rotated (file:) mid-run")
     result = Result("faults", tried)
     t0 = time.monotonic()
-    async with deployment(work, emulator={"throughput_mps": 200.0}) as dep:
+    # a 10 s unknown-outcome grace (not the suite's 30 s, `proc.py` says why): no process is killed here
+    async with deployment(work, emulator={"throughput_mps": 200.0},
+                          env={"WAFLOW_RELIABILITY_UNKNOWN_GRACE_S": "10"}) as dep:
         dep.emu.faults.set(**FAULTS)
 
         async def rotate() -> None:
