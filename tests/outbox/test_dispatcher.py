@@ -307,6 +307,11 @@ async def test_a_resend_after_an_unknown_outcome_waits_for_the_status_backlog(en
         [event_id] = await env.store.inbox.insert_events(conn, [NewInboundEvent(
             "st:wamid.LATE:sent", "status", PNID, {}, now - timedelta(seconds=5), provider_message_id="wamid.LATE")])
     d = env.dispatcher()
+    assert not d._intake_behind()  # no webhook intake in this process: nothing to wait for
+    d.intake_calm_for = lambda: 1.0  # the intake of this process fell behind a second ago: hold
+    assert d._intake_behind()
+    d.intake_calm_for = lambda: 60.0
+    assert not d._intake_behind()
     async with env.store.read() as conn:
         assert await env.store.inbox.oldest_pending_status_at(conn) == now - timedelta(seconds=5)
     assert await d._statuses_behind(now)  # received before the grace ended, not applied: hold

@@ -20,7 +20,7 @@ from waflow.cloudapi.tokens import TokenProvider
 from waflow.cloudapi.transport import DEFAULT_API_VERSION, DEFAULT_BASE_URL
 from waflow.config.secrets import SecretUnavailable, kind_of, resolve, resolve_secret, token_provider
 from waflow.outbox.limits import tier_limit
-from waflow.webhooks.config import DEFAULT_MAX_UNCOMMITTED_EVENTS
+from waflow.webhooks.config import DEFAULT_MAX_COMMIT_WAIT_S, DEFAULT_MAX_UNCOMMITTED_EVENTS
 
 _DIGITS = re.compile(r"^\d{1,32}$")
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -128,6 +128,11 @@ class ServerSettings(_Section):
         DEFAULT_MAX_UNCOMMITTED_EVENTS, gt=0,
         description="webhook events waiting for their inbox commit beyond which a POST is answered 503 + "
                     "Retry-After (nothing stored; Meta retries) instead of queueing: overload keeps answers fast",
+    )
+    webhook_max_commit_wait_s: float = Field(
+        DEFAULT_MAX_COMMIT_WAIT_S, gt=0,
+        description="seconds a webhook POST may be predicted to wait for its inbox commit (events waiting / recent "
+                    "commit rate, or the oldest one's wait) beyond which it is answered 503 + Retry-After instead",
     )
 
 

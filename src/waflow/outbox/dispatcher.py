@@ -27,7 +27,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -57,6 +57,9 @@ log = logging.getLogger("waflow.outbox")
 # lease); then it goes back to the queue, due again after STATUS_BACKLOG_RECHECK_S. See `_may_resend`.
 STATUS_BACKLOG_RECHECK_S = 1.0
 UNKNOWN_HOLD_S = 20.0
+# ... and, where the webhook intake runs in the same process, until it has kept up this long (a few of Meta's
+# redelivery rounds: the emulator redelivers every 1 s).
+INTAKE_CALM_S = 5.0
 
 
 def _default_id() -> str:
@@ -137,6 +140,9 @@ class OutboxDispatcher:
         self._last_fold = time.monotonic()
         self._backlog_read_at = -1e18
         self._oldest_pending_status: datetime | None = None
+        # Seconds since this process's webhook intake last fell behind (`InboxWriter.calm_for`), when the
+        # intake runs in this process (`waflow serve`); None elsewhere. See `_may_resend`.
+        self.intake_calm_for: Callable[[], float] | None = None
         self.sent = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -396,7 +402,7 @@ class OutboxDispatcher:
         back to the queue for a later look. Then the row is read again: a status applied meanwhile settled
         it, and nothing is sent. False: not now (handed back or settled)."""
         deadline = time.monotonic() + min(UNKNOWN_HOLD_S, self.config.lease_s / 2)
-        while await self._statuses_behind(grace_ended_at):
+        while await self._statuses_behind(grace_ended_at) or self._intake_behind():
             if self._stopping.is_set() or time.monotonic() >= deadline:
                 self._submit(Requeue(outbound_id, utcnow() + timedelta(seconds=STATUS_BACKLOG_RECHECK_S),
                                      "unknown_outcome"))
@@ -410,6 +416,12 @@ class OutboxDispatcher:
             metrics.MESSAGES.labels("settled_by_status").inc()
             return False  # a status webhook said the first send went out: it stays the only one
         return True
+
+    def _intake_behind(self) -> bool:
+        """Whether this process's webhook intake fell behind less than `INTAKE_CALM_S` ago: then the status that
+        settles the row may still be at Meta, redelivered to an endpoint that answers too slowly to be heard
+        (the stored-backlog check cannot see it). Unknown (no intake in this process): False."""
+        return self.intake_calm_for is not None and self.intake_calm_for() < INTAKE_CALM_S
 
     async def _statuses_behind(self, grace_ended_at: datetime) -> bool:
         """Whether a status event received before `grace_ended_at` still waits to be applied (the oldest

@@ -74,6 +74,7 @@ def webhook_config(settings: Settings, *, status_processor: bool) -> WebhookConf
         numbers=numbers,
         status_processor=status_processor,
         max_uncommitted_events=settings.server.webhook_max_uncommitted_events,
+        max_commit_wait_s=settings.server.webhook_max_commit_wait_s,
     )
 
 
@@ -123,6 +124,9 @@ def build_parts(settings: Settings, role: Role = "serve", *, store: Store | None
         parts.status_processor = StatusProcessor(store)
     if role == "worker" or settings.server.run_dispatcher:
         parts.dispatchers = make_dispatchers(settings, store, clients, limiters)
+        if parts.receiver is not None:  # resends after an unknown outcome wait for this intake to keep up
+            for dispatcher in parts.dispatchers:
+                dispatcher.intake_calm_for = parts.receiver.writer.calm_for
     if background:
         parts.engine = EngineWorker(store, engine_config(settings))
         parts.timers = TimerScheduler(store)

@@ -12,7 +12,9 @@ processed) → parse (a body that does not parse is stored raw as a dead letter 
 are written to the inbox in a group commit → 200 only once that commit is durable. The 200
 never waits for flow work or sending.
 
-Overload: when the events waiting for their commit would pass `max_uncommitted_events`, the POST
+Overload: when the events waiting for their commit would pass `max_uncommitted_events`, or the
+writer predicts the POST would wait longer than `max_commit_wait_s` for its commit (checked again
+before the body is parsed, so a shed POST costs only its signature check), the POST
 is answered 503 with `Retry-After` at once, before anything of it is queued (so nothing of it is
 stored, and the next delivery is a fresh one), and counted as
 `webhooks_received_total{result="overloaded"}`. Meta retries non-200 answers; answers stay fast
@@ -92,6 +94,7 @@ class WebhookReceiver:
             max_events=config.batch_max_events,
             linger_s=config.batch_linger_s,
             max_uncommitted_events=config.max_uncommitted_events,
+            max_commit_wait_s=config.max_commit_wait_s,
         )
         inline = config.apply_statuses_inline
         self.apply_statuses_inline = store.dialect == "sqlite" if inline is None else inline
@@ -227,6 +230,10 @@ class WebhookReceiver:
             return self._refuse(
                 peer, check.outcome.value, status, "Unauthorized" if status == 401 else "Forbidden", size=len(raw)
             )
+        try:  # shed before parsing when the writer is already behind (the parse is most of a POST's CPU)
+            self.writer.check_admission(0)
+        except WriterOverloadedError as exc:
+            return self._shed(exc, peer)
         received_at = utcnow()
         try:
             parsed = parse_webhook(raw)

@@ -8,7 +8,7 @@ RECEIVED = Counter(
     "webhooks_received",
     "Webhook POSTs by outcome (ok, dead_letter, missing_signature, malformed_signature, "
     "bad_signature, wrong_app, too_large, store_error, overloaded: answered 503 + Retry-After because too many "
-    "events were waiting for their inbox commit).",
+    "events were waiting for their inbox commit or their commit was predicted to take too long).",
     ["result"],
 )
 EVENTS = Counter(
