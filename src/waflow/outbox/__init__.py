@@ -24,7 +24,9 @@ The unknown-outcome rule — "never twice, never out of order", and where that c
   outcome became unknown *to a running dispatcher* (after a crash the grace starts when the restarted
   process recovers the row, i.e. when it can hear status webhooks again, not at the dead one's lease);
   every status webhook received before the grace ended has been applied (a restarted or busy process
-  works through its webhook backlog first: `waflow_outbox_deferred_total{reason="status_backlog"}`); and
+  works through its webhook backlog first: `waflow_outbox_deferred_total{reason="status_backlog"}`); the
+  webhook intake of the same process, where there is one (`waflow serve`), has kept up for `INTAKE_CALM_S`
+  (a status still at Meta, redelivered to an endpoint too slow to be heard, is not in the inbox yet); and
   the row, read again just before the resend, is still unsettled.
 - Worst case a user can see: the first send did go out, but Meta's status webhooks for it reached no
   waflow process within the grace (all were down longer than Meta kept retrying, or Meta delayed them past
