@@ -366,3 +366,34 @@ async def test_calm_for_counts_from_the_last_request_that_waited_too_long() -> N
     clock.now += 3.0
     assert writer.calm_for() == 3.0
     await writer.stop()
+
+
+def status_doc(wamid: str, at: int) -> dict[str, Any]:
+    """A body with one `delivered` status of `wamid`, reported at unix time `at`."""
+    value = {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": PNID},
+             "statuses": [{"id": wamid, "status": "delivered", "timestamp": str(at), "recipient_id": "34600000009"}]}
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": WABA, "changes": [{"field": "messages", "value": value}]}]}
+
+
+async def test_a_redelivered_status_restarts_the_intakes_calm(store: Store) -> None:
+    """A status reported long before it arrives was redelivered (Meta catching up): more may be on their way,
+    so `calm_for` restarts and resends after an unknown outcome wait."""
+    from waflow.webhooks.app import REDELIVERED_AFTER_S
+
+    clock = Clock()
+    receiver = GatedReceiver(config(), store, path=PATH, clock=clock)
+    receiver.gate.set()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=WebhookApp(receiver)), base_url="http://waflow")
+    try:
+        now = int(utcnow().timestamp())
+        assert (await post(client, PATH, status_doc("wamid.FRESH", now))).status_code == 200
+        assert receiver.writer.calm_for() == float("inf")  # on time: still calm
+        late = now - int(REDELIVERED_AFTER_S) - 30
+        assert (await post(client, PATH, status_doc("wamid.LATE", late))).status_code == 200
+        assert receiver.writer.calm_for() == 0.0
+        clock.now += 7.0
+        assert receiver.writer.calm_for() == 7.0
+    finally:
+        await client.aclose()
+        await receiver.stop()

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -41,7 +42,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from waflow.canonical import EventKind
+from waflow.canonical import EventKind, StatusUpdate
 from waflow.faults import fault_point
 from waflow.providers.cloud import ParsedWebhook, WebhookParseError, parse_webhook
 from waflow.store import Store
@@ -244,6 +245,8 @@ class WebhookReceiver:
         request: WriteRequest = (
             self._partial(parsed, received_at, kept_headers()) if parsed.rejected else InboxRequest(parsed, received_at)
         )
+        if _redelivered(parsed, received_at):
+            self.writer.fell_behind()  # Meta is catching up on webhooks it could not deliver: more may follow
         try:
             outcome = await self.writer.write(request)
         except WriterOverloadedError as exc:
@@ -360,6 +363,17 @@ async def _read_asgi_body(headers: Headers, receive: Receive, limit: int) -> byt
 
 def _extra_headers(status: int) -> dict[str, str] | None:
     return {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+
+
+# A status reported this much earlier than it reaches us was (most likely) redelivered: Meta retried a webhook
+# that found no one answering in time. Well above clock skew and Meta's usual delay of a second or two.
+REDELIVERED_AFTER_S = 10.0
+
+
+def _redelivered(parsed: ParsedWebhook, received_at: datetime) -> bool:
+    """Whether a status in `parsed` is older than `REDELIVERED_AFTER_S` (see `InboxWriter.calm_for`)."""
+    cutoff = received_at - timedelta(seconds=REDELIVERED_AFTER_S)
+    return any(isinstance(ev.event, StatusUpdate) and ev.event.timestamp < cutoff for ev in parsed.events)
 
 
 def _peer(request: Request) -> str:

@@ -175,9 +175,14 @@ class InboxWriter:
         ahead = self._uncommitted / rate if rate else 0.0
         return max(ahead, self.oldest_wait_s())
 
+    def fell_behind(self) -> None:
+        """Note that webhooks are coming late (the receiver saw a redelivered one): `calm_for` restarts."""
+        self._behind_at = self._clock()
+
     def calm_for(self) -> float:
         """Seconds since the intake last fell behind (a request answered after waiting more than `FELL_BEHIND_S`
-        for its commit, or refused): a webhook Meta sent meanwhile may be waiting for its redelivery. The
+        for its commit, refused, or carrying a redelivered status: `fell_behind`): a webhook Meta sent meanwhile
+        may be waiting for its redelivery. The
         outbox holds resends after an unknown outcome until this has been calm a while (`INTAKE_CALM_S`)."""
         return self._clock() - self._behind_at
 
