@@ -26,7 +26,7 @@ The unknown-outcome rule — "never twice, never out of order", and where that c
   every status webhook received before the grace ended has been applied (a restarted or busy process
   works through its webhook backlog first: `waflow_outbox_deferred_total{reason="status_backlog"}`); the
   webhook intake of the same process, where there is one (`waflow serve`), has kept up for `INTAKE_CALM_S`
-  (a status still at Meta, redelivered to an endpoint too slow to be heard, is not in the inbox yet); and
+  (no slow answer, no 503, no redelivered status: a status still at Meta is not in the inbox yet); and
   the row, read again just before the resend, is still unsettled.
 - Worst case a user can see: the first send did go out, but Meta's status webhooks for it reached no
   waflow process within the grace (all were down longer than Meta kept retrying, or Meta delayed them past
