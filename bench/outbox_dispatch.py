@@ -49,11 +49,12 @@ from waflow.store.testing import sqlite_url
 PNID = "106540352242922"
 
 
-def _serve_emulator(conn: Any, limit: float) -> None:
-    from waflow.emulator import EmulatorConfig, StatusDelays, run_emulator
+def _serve_emulator(conn: Any, limit: float, templates: tuple[dict[str, Any], ...]) -> None:
+    from waflow.emulator import EmulatorConfig, StatusDelays, TemplateSeed, run_emulator
 
     async def main() -> None:
-        cfg = EmulatorConfig(throughput_mps=limit, enforce_window=False, status_delays=StatusDelays(read=None))
+        cfg = EmulatorConfig(throughput_mps=limit, enforce_window=False, status_delays=StatusDelays(read=None),
+                             templates=[TemplateSeed(**t) for t in templates])
         async with run_emulator(cfg) as emu:
             conn.send((emu.base_url, emu.config.access_token))
             await asyncio.get_running_loop().run_in_executor(None, conn.recv)
@@ -62,10 +63,11 @@ def _serve_emulator(conn: Any, limit: float) -> None:
 
 
 @asynccontextmanager
-async def emulator(limit: float) -> AsyncIterator[tuple[str, str]]:
+async def emulator(limit: float, templates: tuple[dict[str, Any], ...] = ()) -> AsyncIterator[tuple[str, str]]:
+    """The emulator in a process of its own (`templates`: `TemplateSeed` fields), yielding (base URL, token)."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve_emulator, args=(child, limit), daemon=True)
+    proc = ctx.Process(target=_serve_emulator, args=(child, limit, templates), daemon=True)
     proc.start()
     try:
         yield await asyncio.get_running_loop().run_in_executor(None, parent.recv)

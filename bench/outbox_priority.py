@@ -25,20 +25,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import multiprocessing as mp
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select
 
-from bench.outbox_dispatch import dispatcher_config
+from bench.outbox_dispatch import dispatcher_config, emulator
 from waflow.canonical import OutboundMessage
 from waflow.cloudapi import CloudAPIClient, Timeouts
 from waflow.outbox import OutboxDispatcher, enqueue_campaign, make_limiters
@@ -51,34 +47,9 @@ PNID = "106540352242922"
 TEMPLATE = "spring_sale"
 
 
-def _serve_emulator(conn: Any, limit: float) -> None:
-    from waflow.emulator import EmulatorConfig, StatusDelays, TemplateSeed, run_emulator
-
-    async def main() -> None:
-        seed = TemplateSeed(name=TEMPLATE, category="MARKETING",
-                            components=[{"type": "BODY", "text": "Spring sale, {{1}}: 20% off"}])
-        cfg = EmulatorConfig(throughput_mps=limit, enforce_window=False, status_delays=StatusDelays(read=None),
-                             templates=[seed])
-        async with run_emulator(cfg) as emu:
-            conn.send((emu.base_url, emu.config.access_token))
-            await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-
-    asyncio.run(main())
-
-
-@asynccontextmanager
-async def emulator(limit: float) -> AsyncIterator[tuple[str, str]]:
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve_emulator, args=(child, limit), daemon=True)
-    proc.start()
-    try:
-        yield await asyncio.get_running_loop().run_in_executor(None, parent.recv)
-    finally:
-        parent.send("stop")
-        proc.join(5)
-        if proc.is_alive():
-            proc.terminate()
+# the campaign's template, seeded into the emulator (`TemplateSeed` fields)
+SEED = {"name": TEMPLATE, "category": "MARKETING",
+        "components": [{"type": "BODY", "text": "Spring sale, {{1}}: 20% off"}]}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -102,7 +73,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     limit = float(args.limit)
     store = Store.open(sqlite_url(tmp, "priority.db"))
     await store.upgrade()
-    async with emulator(limit) as (base_url, token):
+    async with emulator(limit, (SEED,)) as (base_url, token):
         client = CloudAPIClient(phone_number_id=PNID, token=token, base_url=base_url, timeouts=Timeouts(total=10))
         try:
             per = args.recipients // args.campaigns

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,6 @@ from waflow.faults import ENV
 from waflow.server.testing import ServeProcess, free_port, write_config
 from waflow.store import Store, build_callback_data, parse_callback_data
 from waflow.store.tables import inbound_events, outbound_messages
-from waflow.store.testing import PostgresUnavailable, services_required, sqlite_url, temporary_postgres_url
 
 pytestmark = pytest.mark.slow
 
@@ -37,20 +35,6 @@ CHAIN = [("outbox.claimed", 1), ("statuses.applied", 2), ("outbox.sent", 3), ("o
 TIMINGS = {"outbox": {"lease_s": 6.0, "unknown_grace_s": 2.0}}
 GRAPH_TIMEOUT = {"WAFLOW_GRAPH__TIMEOUT_S": "0.5"}
 SETTLE_S = 60  # the last process sends what is left well within this
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    try:
-        async with temporary_postgres_url() as pg:
-            yield pg
-    except PostgresUnavailable as exc:
-        if services_required():
-            pytest.fail(f"PostgreSQL required (WAFLOW_REQUIRE_SERVICES=1) but unreachable: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
 
 
 async def enqueue_all(store: Store, phone_number_id: str) -> list[int]:
@@ -79,7 +63,8 @@ async def settled(store: Store, ids: list[int]) -> bool:
     return pending is None and all(statuses.get(i) not in (None, "queued") for i in ids)
 
 
-async def test_a_kill_at_every_step_sends_each_message_once_and_in_order(url: str, tmp_path: Path) -> None:
+async def test_a_kill_at_every_step_sends_each_message_once_and_in_order(store_url: str, tmp_path: Path) -> None:
+    url = store_url  # an empty database of each backend (tests/conftest.py)
     emu_cfg = EmulatorConfig(app_secret="faults-secret", verify_token="vt", throughput_mps=20,
                              webhook_retry_schedule=[0.1] * 600)  # a minute of redeliveries, like Meta's days
     async with run_emulator(emu_cfg) as emu:
