@@ -81,6 +81,11 @@ class ContactRef(BaseModel):
             raise ValueError("a contact needs a wa_id or a user_id")
         return key
 
+    @classmethod
+    def from_address(cls, address: str) -> ContactRef:
+        """What an operator names a contact by: digits (a leading + allowed) are a wa_id, else a user id."""
+        return cls(wa_id=address.lstrip("+")) if address.lstrip("+").isdigit() else cls(user_id=address)
+
 
 class InboundMessage(BaseModel):
     """One message from a user, whatever its type.

@@ -94,7 +94,7 @@ async def test_a_merge_moves_window_opt_out_sessions_and_history(store: Store) -
     await one_by_one(store, [(ONLY_WA, 0), (ONLY_USER, 600)])
     by_wa, by_user = await people(store)
     async with store.begin() as conn:
-        await store.contacts.set_opted_out(conn, by_user.id, True)
+        await store.consent.set(conn, by_user, opted_out=True, source="api")
         kept = await store.sessions.create(conn, by_wa.id, "shop", "1")
         merged = await store.sessions.create(conn, by_user.id, "shop", "1")
         await store.inbox.insert_events(
@@ -108,6 +108,10 @@ async def test_a_merge_moves_window_opt_out_sessions_and_history(store: Store) -
     assert person.id == by_wa.id
     assert person.last_inbound_at == at(600), "the later window of the two"
     assert person.opted_out, "opted out under one id: opted out"
+    assert person.opted_out_at is not None
+    async with store.read() as conn:
+        history = await store.consent.history(conn, person.id)
+    assert [e.action for e in history] == ["opt_out"], "the alias's consent history is the survivor's"
     async with store.read() as conn:
         assert (await store.sessions.get(conn, kept.id)).state != "ended"  # type: ignore[union-attr]
         ended = await store.sessions.get(conn, merged.id)

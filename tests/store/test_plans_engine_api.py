@@ -46,6 +46,14 @@ async def _session_detail(_s: Store, c: AsyncConnection, i: SeedInfo) -> Any:
     return await queries.timeline(c, contact.phone_number_id, contact.contact_key, since=s.started_at, limit=100)
 
 
+async def _consent_set(s: Store, c: AsyncConnection, i: SeedInfo) -> Any:
+    contact = await s.contacts.get(c, i.phone_number_id, i.contact_key)
+    assert contact is not None
+    out = await s.consent.set(c, contact, opted_out=not contact.opted_out, source="api", actor="plans")
+    assert out.changed
+    return out
+
+
 CASES: dict[str, Case] = {
     "engine.failure_probe": _failure_probe,
     "timers.any_due": lambda s, c, _: s.timers.any_due(c, utcnow()),
@@ -84,6 +92,8 @@ CASES: dict[str, Case] = {
         c, phone_number_id=None, contact_key=None, status=None, before=None, limit=50
     ),
     "api.handoff queue": _handoff,
+    "consent.history": lambda s, c, i: s.consent.history(c, i.contact_id),
+    "consent.set": _consent_set,
 }
 
 

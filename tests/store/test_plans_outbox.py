@@ -62,10 +62,10 @@ async def _claim_campaigns(s: Store, c: AsyncConnection, _i: SeedInfo) -> Any:
 
 
 async def _claim_window(s: Store, c: AsyncConnection, i: SeedInfo) -> Any:
-    """What the dispatcher's claim transaction sends: the claim, then the contacts' last inbound times."""
+    """What the dispatcher's claim transaction sends: the claim, then the recipients' contacts."""
     rows = await _claim(s, c, i)
     keys = [r.record.contact_key for r in rows]
-    found = await s.outbox.last_inbound_times(c, i.phone_number_id, keys)
+    found = await s.outbox.recipients(c, i.phone_number_id, keys)
     assert found, "the claimed rows' contacts exist"
     return found
 
@@ -119,7 +119,7 @@ CASES: dict[str, Case] = {
     "outbox.any_due(numbers)": lambda s, c, i: s.outbox.any_due(c, phone_number_ids=[i.phone_number_id]),
     "outbox.any_due": lambda s, c, _: s.outbox.any_due(c),
     "outbox.claim_due(numbers)": _claim,
-    "outbox.claim_due + last_inbound_times": _claim_window,
+    "outbox.claim_due + recipients": _claim_window,
     "outbox.claim_due(replies, campaigns round-robin)": _claim_campaigns,
     "outbox.record_accepted_many": _accept,
     "outbox.record_failed_many": _fail,
@@ -132,6 +132,8 @@ CASES: dict[str, Case] = {
     "dispatcher.maintenance": _maintenance,
     "campaigns.counts": lambda _, c, i: CampaignRepository().counts(c, i.campaign_id),
     "campaigns.pause + resume": _pause_resume,
+    # a campaign's skipped (opted-out) rows, read by its progress (revision 0008's partial index)
+    "campaigns.opted_out_count": lambda _, c, i: CampaignRepository().opted_out_count(c, i.campaign_id),
 }
 
 

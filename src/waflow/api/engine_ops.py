@@ -6,10 +6,18 @@ from waflow.engine.flows.check import FlowReport, check_flow_text
 from waflow.engine.flows.definition import FlowDefinition
 from waflow.engine.runtime.api import end_session, start_flow
 from waflow.engine.runtime.deploy import FlowCatalog, deploy
-from waflow.engine.runtime.errors import EngineError, FlowStartRefused, NotInHandoff, SessionNotFound, WindowClosed
+from waflow.engine.runtime.errors import (
+    ContactOptedOut,
+    EngineError,
+    FlowStartRefused,
+    NotInHandoff,
+    SessionNotFound,
+    WindowClosed,
+)
 from waflow.engine.runtime.handoff import agent_reply, hand_back
 
 __all__ = [
+    "ContactOptedOut",
     "EngineError",
     "FlowCatalog",
     "FlowDefinition",

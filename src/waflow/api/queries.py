@@ -41,7 +41,8 @@ def contact_out(c: ContactRecord, now: datetime | None = None) -> schemas.Contac
     return schemas.ContactOut(
         id=c.id, phone_number_id=c.phone_number_id, contact_key=c.contact_key, wa_id=c.wa_id, user_id=c.user_id,
         profile_name=c.profile_name, last_inbound_at=c.last_inbound_at, window_open=c.window_open(now),
-        window_closes_at=closes, opted_out=c.opted_out, created_at=c.created_at,
+        window_closes_at=closes, opted_out=c.opted_out, opted_out_at=c.opted_out_at if c.opted_out else None,
+        created_at=c.created_at,
     )
 
 

@@ -132,7 +132,33 @@ class ContactOut(Output):
     window_open: bool
     window_closes_at: datetime | None
     opted_out: bool
+    opted_out_at: datetime | None = Field(None, description="when the current opt-out was recorded")
     created_at: datetime
+
+
+class ConsentChange(Input):
+    by: Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=r"\S")] | None = Field(
+        None, description="who made the change (an operator's name); recorded with the API key's fingerprint"
+    )
+    note: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+        None, description="how the contact asked (e.g. 'by phone, ticket 4411')"
+    )
+
+
+class ConsentEventOut(Output):
+    action: Literal["opt_out", "opt_in"]
+    source: str = Field(description="keyword (the contact wrote a stop / start word) or api")
+    actor: str | None = Field(None, description="'contact', or the API key's fingerprint and the operator")
+    detail: str | None = Field(None, description="the word the contact wrote, or the operator's note")
+    at: datetime
+
+
+class ConsentOut(Output):
+    contact_key: str
+    opted_out: bool
+    opted_out_at: datetime | None
+    changed: bool | None = Field(None, description="whether this request changed it (absent on a read)")
+    history: list[ConsentEventOut] = Field(description="changes, newest first")
 
 
 class ContactList(Output):
@@ -319,7 +345,8 @@ class CampaignOut(Output):
     sent: int
     delivered: int
     read: int
-    failed: int
+    failed: int = Field(description="failed for another reason than an opt-out")
+    skipped: int = Field(0, description="refused: the contact opted out (the consent rule)")
     finished: bool
 
 

@@ -79,7 +79,7 @@ def text(
 ) -> None:
     """Queue one text message and print its outcome (accepted with its wamid, or failed with the reason)."""
     from waflow.canonical import OutboundMessage
-    from waflow.outbox.campaigns import enqueue_message, normalize_number
+    from waflow.outbox.campaigns import ConsentRefused, enqueue_message, normalize_number
 
     pnid = _phone_number_id(phone_number_id)
     number = normalize_number(to)
@@ -101,6 +101,12 @@ def text(
     except TimeoutError:
         typer.echo("still queued (see `waflow send campaign status` / the admin API)")
         raise typer.Exit(2) from None
+    except ConsentRefused as exc:
+        typer.echo(f"opted_out: not queued: {exc.reason}")
+        raise typer.Exit(1) from None
+    if rec.status.value == "failed" and rec.error_class == "opted_out":
+        typer.echo(f"opted_out: {rec.error_text}")
+        raise typer.Exit(1)
     if rec.status.value == "failed":
         typer.echo(f"failed: [{rec.error_class} {rec.error_code}] {rec.error_text}")
         raise typer.Exit(1)
@@ -136,7 +142,7 @@ def bulk(
                    TimeElapsedColumn())
         async with _dispatching(store, dispatch, rate):
             with Progress(*columns) as bar:
-                tasks = {k: bar.add_task(k, total=len(rows)) for k in ("sent", "delivered", "read", "failed")}
+                tasks = {k: bar.add_task(k, total=len(rows)) for k in ("sent", "delivered", "read", "failed", "skipped")}
                 while True:
                     p = await campaign_progress(store, cid)
                     assert p is not None
@@ -147,7 +153,8 @@ def bulk(
                     await asyncio.sleep(0.25)
 
     p = asyncio.run(_with_store(db, work))
-    typer.echo(f"campaign {p.id} {p.status}: sent {p.sent}, delivered {p.delivered}, read {p.read}, failed {p.failed}")
+    typer.echo(f"campaign {p.id} {p.status}: sent {p.sent}, delivered {p.delivered}, read {p.read}, failed {p.failed}, "
+               f"skipped (opted out) {p.skipped}")
 
 
 def _campaign_action(action: str, campaign_id: int, db: str | None) -> None:
@@ -167,7 +174,7 @@ def _campaign_action(action: str, campaign_id: int, db: str | None) -> None:
             raise typer.Exit(1)
         typer.echo(f"campaign {result.id} {result.name!r} {result.status}: total {result.total}, queued "
                    f"{result.queued}, sent {result.sent}, delivered {result.delivered}, read {result.read}, "
-                   f"failed {result.failed}")
+                   f"failed {result.failed}, skipped (opted out) {result.skipped}")
     elif not result:
         state = "running" if action == "pause" else "paused"
         typer.echo(f"campaign {campaign_id} cannot be {action}d (unknown, or not {state})")

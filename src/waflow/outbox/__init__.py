@@ -36,13 +36,19 @@ The unknown-outcome rule — "never twice, never out of order", and where that c
   next message be claimed before that call returns: the one case where a later message may reach Meta
   before the copy.
 
-Modules: `dispatcher` (claim → checks → limits → send → outcome), `recorder` (batched outcome writes),
-`retry` (policy by error class), `window` (24 h window and fallback template), `templates` (template
-cache and parameter check), `campaigns` (bulk sends), `metrics` (Prometheus), `limits*` (rate limiters).
+Consent: `consent` holds the one rule of what may reach a contact who opted out; the dispatcher asks it for
+every row just before the send, `enqueue_message` (API, CLI), the engine's flow start and agent replies ask it
+at the door. Refused rows fail with class `opted_out`; a campaign counts them as skipped.
+
+Modules: `consent` (the opt-out rule), `dispatcher` (claim → checks → limits → send → outcome), `recorder`
+(batched outcome writes), `retry` (policy by error class), `window` (24 h window and fallback template),
+`templates` (template cache and parameter check), `campaigns` (bulk sends), `metrics` (Prometheus), `limits*`
+(rate limiters).
 """
 
 from waflow.outbox.campaigns import (
     CampaignProgress,
+    ConsentRefused,
     campaign_progress,
     enqueue_campaign,
     enqueue_message,
@@ -83,6 +89,7 @@ __all__ = [
     "TIER_LIMITS",
     "TIER_WINDOW_S",
     "CampaignProgress",
+    "ConsentRefused",
     "Decision",
     "DispatcherConfig",
     "InMemoryPairLimiter",

@@ -1,13 +1,13 @@
 """Bulk sends (campaigns) and one-off enqueues: the Python API the CLI and the admin API call.
 
-A campaign is a row in `campaigns` plus one outbound template row per contact (`campaign_id` set,
-business-initiated, so the messaging tier applies). Pausing sets the campaign's status, and the
-dispatcher claims no row of a campaign that is not running (so pausing and resuming cost one row,
-whatever the campaign's size); resuming makes its rows claimable again, as due as they were. The
-dispatcher marks a campaign `done` once none of its
-rows is queued. Parameters are strings where `{column}` takes the contact's CSV column; a missing or
-empty value is enqueued as is and fails at dispatch with class `template` and the reason on the row.
-"""
+A campaign is a row in `campaigns` plus one outbound template row per contact (`campaign_id` set, business-
+initiated, so the messaging tier applies). Pausing sets the campaign's status, and the dispatcher claims no row
+of a campaign that is not running (so pausing and resuming cost one row, whatever the campaign's size); resuming
+makes its rows claimable again, as due as they were. The dispatcher marks a campaign `done` once none of its
+rows is queued. A recipient who opted out is skipped: the dispatcher refuses their row (the consent rule), which
+fails with class `opted_out` and counts as `skipped`, not `failed`. Parameters are strings where `{column}`
+takes the contact's CSV column; a missing or empty value is enqueued as is and fails at dispatch with class
+`template` and the reason on the row."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import OutboundMessage
-from waflow.store import Store
+from waflow.outbox import consent, metrics
+from waflow.store import Store, utcnow
 from waflow.store.campaigns import CampaignRepository
 from waflow.store.outbox import NewOutbound
 
@@ -73,6 +75,16 @@ async def contact_keys(
     return {a: found[a].contact_key if a in found else a for a in addresses}
 
 
+class ConsentRefused(Exception):
+    """`enqueue_message` refused a message: the consent rule (`waflow.outbox.consent`) says it may not reach
+    the contact. Nothing was written."""
+
+    def __init__(self, contact_key: str, reason: str) -> None:
+        super().__init__(reason)
+        self.contact_key = contact_key
+        self.reason = reason
+
+
 async def enqueue_message(
     store: Store,
     phone_number_id: str,
@@ -81,18 +93,25 @@ async def enqueue_message(
     business_initiated: bool,
     fallback_template: dict[str, Any] | None = None,
     conn: AsyncConnection | None = None,
+    now: datetime | None = None,
 ) -> int:
     """Queue one message (in `conn`'s transaction when given); returns the outbox id.
 
     The row is filed under the key of the contact the address names (a person known by a wa_id and a
-    user_id has one queue, whichever the caller names), else under the address itself."""
+    user_id has one queue, whichever the caller names), else under the address itself. A message the
+    consent rule refuses at `now` raises `ConsentRefused` and writes nothing (the dispatcher asks the rule
+    again before the send: a contact may opt out while the row waits)."""
     address = message.to or message.recipient or ""
 
     async def go(c: AsyncConnection) -> int:
-        key = (await contact_keys(store, c, phone_number_id, [address]))[address]
+        contact = (await store.contacts.find_many(c, phone_number_id, [address])).get(address)
+        reason = consent.refusal(consent.Consent.of(contact), now or utcnow())
+        if reason is not None:
+            metrics.MESSAGES.labels(consent.OPTED_OUT).inc()
+            raise ConsentRefused(contact.contact_key if contact else address, reason)
         return await store.outbox.enqueue(
-            c, phone_number_id, message, contact_key=key, business_initiated=business_initiated,
-            fallback_template=fallback_template,
+            c, phone_number_id, message, contact_key=contact.contact_key if contact else address,
+            business_initiated=business_initiated, fallback_template=fallback_template,
         )
 
     if conn is not None:
@@ -167,6 +186,7 @@ class CampaignProgress:
     status: str
     total: int
     counts: dict[str, int]
+    skipped: int = 0  # refused because the contact opted out (among the `failed` counts)
 
     def _sum(self, *statuses: str) -> int:
         return sum(self.counts.get(s, 0) for s in statuses)
@@ -190,7 +210,8 @@ class CampaignProgress:
 
     @property
     def failed(self) -> int:
-        return self._sum("failed")
+        """Failed for another reason than an opt-out (those are `skipped`)."""
+        return self._sum("failed") - self.skipped
 
     @property
     def finished(self) -> bool:
@@ -205,9 +226,10 @@ async def campaign_progress(store: Store, campaign_id: int) -> CampaignProgress 
         if campaign is None:
             return None
         counts = await repo.counts(conn, campaign_id)
+        skipped = await repo.opted_out_count(conn, campaign_id) if counts.get("failed") else 0
     status = campaign.status
     if status == "running" and not counts.get("queued"):
         async with store.begin() as conn:
             if await repo.set_status(conn, campaign_id, "done", only_from=("running",)):
                 status = "done"
-    return CampaignProgress(campaign.id, campaign.name, status, campaign.total, counts)
+    return CampaignProgress(campaign.id, campaign.name, status, campaign.total, counts, skipped)

@@ -11,11 +11,12 @@ while the next batch is claimed) and outcomes are committed by the recorder's ow
 transaction, while the next sends go out. Per message the store costs a share of one claim and one
 record transaction, each a fixed handful of statements (bench/outbox_dispatch.py measures it).
 
-Per claimed row, in order: unknown-outcome budget → 24 h window (fallback template or fail 131047) →
-template check against the `templates` cache → messaging tier (business-initiated only; `waiting_reason
-'tier'`) → pair limiter (skip the recipient, `'pair'`) → throughput limiter (sleep until the slot; shared
-through Redis across processes) → send with `biz_opaque_callback_data = wf:<id>` → outcome (see `retry`).
-"""
+Per claimed row, in order: unknown-outcome budget → consent (`consent.refusal`: an opted-out contact gets
+nothing but answers in a conversation they started; refused rows fail with class `opted_out`) → 24 h window
+(fallback template or fail 131047) → template check against the `templates` cache → messaging tier (business-
+initiated only; `waiting_reason 'tier'`) → pair limiter (skip the recipient, `'pair'`) → throughput limiter
+(sleep until the slot; shared through Redis across processes) → send with `biz_opaque_callback_data = wf:<id>` →
+outcome (see `retry`)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from waflow.cloudapi.errors import THROTTLING_CODES
 from waflow.cloudapi.exceptions import CloudAPIError, CloudClientError
 from waflow.faults import fault_point
 from waflow.outbox import metrics
+from waflow.outbox.consent import OPT_OUT_NOTICE, OPTED_OUT, Consent, refusal
 from waflow.outbox.limits import Limiters, make_limiters
 from waflow.outbox.recorder import Accepted, Attempt, Failed, Outcome, Recorder, Requeue
 from waflow.outbox.retry import PAIR_RATE_CODE, RetryPolicy, Verdict, classify_code
@@ -47,6 +49,7 @@ from waflow.outbox.window import check_window
 from waflow.store import Store, build_callback_data, utcnow
 from waflow.store.bulk import in_one_hop
 from waflow.store.campaigns import CampaignRepository
+from waflow.store.contacts import ContactRecord
 from waflow.store.outbox import ClaimedRow
 from waflow.tasks import finish
 
@@ -87,7 +90,11 @@ class DispatcherConfig:
 @dataclass(frozen=True, slots=True)
 class _Claimed:
     row: ClaimedRow
-    last_inbound_at: datetime | None
+    contact: ContactRecord | None  # as read in the claim's transaction (None: no contact row)
+
+    @property
+    def last_inbound_at(self) -> datetime | None:
+        return self.contact.last_inbound_at if self.contact is not None else None
 
 
 class OutboxDispatcher:
@@ -249,7 +256,7 @@ class OutboxDispatcher:
             log.error("processing an outbound row crashed", exc_info=task.exception())
 
     async def claim_due(self, limit: int) -> list[_Claimed]:
-        """Lease up to `limit` due heads of recipient queues, with their contacts' last inbound times."""
+        """Lease up to `limit` due heads of recipient queues, with their contacts (window and consent)."""
         if limit <= 0:
             return []
         async with self.store.read() as conn:
@@ -261,12 +268,12 @@ class OutboxDispatcher:
                 conn, self.claimer, limit=limit, lease=timedelta(seconds=self.config.lease_s),
                 phone_number_ids=list(self.clients),
             )
-            last: dict[tuple[str, str], datetime | None] = {}
+            found: dict[tuple[str, str], ContactRecord] = {}
             for number in {r.record.phone_number_id for r in rows}:
                 keys = [r.record.contact_key for r in rows if r.record.phone_number_id == number]
-                for key, at in (await self.store.outbox.last_inbound_times(conn, number, keys)).items():
-                    last[(number, key)] = at
-            return [_Claimed(r, last.get((r.record.phone_number_id, r.record.contact_key))) for r in rows]
+                for key, contact in (await self.store.outbox.recipients(conn, number, keys)).items():
+                    found[(number, key)] = contact
+            return [_Claimed(r, found.get((r.record.phone_number_id, r.record.contact_key))) for r in rows]
 
         async with self.store.begin() as conn:
             claimed = await in_one_hop(conn, lambda: claim(conn))  # database work only: one hand-off on SQLite
@@ -344,6 +351,13 @@ class OutboxDispatcher:
             metrics.MESSAGES.labels("failed").inc()
             return
         if rec.outcome_unknown_since is not None and not await self._may_resend(rec.id, rec.due_at):
+            return
+
+        refused = refusal(Consent.of(item.contact), now, campaign=rec.campaign_id is not None,
+                          notice=rec.node_id == OPT_OUT_NOTICE and rec.session_id is None)
+        if refused is not None:
+            self._submit(Failed(rec.id, None, OPTED_OUT, refused))
+            metrics.MESSAGES.labels(OPTED_OUT).inc()
             return
 
         message = rec.to_message()

@@ -7,7 +7,8 @@ from prometheus_client import Counter, Gauge, Histogram
 MESSAGES = Counter(
     "waflow_outbox_messages_total",
     "Outbound messages by what happened to a send try: accepted, failed, retry, throttled, unknown, deferred, "
-    "settled_by_status (a resend after an unknown outcome made unnecessary by a late status).",
+    "settled_by_status (a resend after an unknown outcome made unnecessary by a late status), opted_out (refused: "
+    "the contact opted out).",
     ["outcome"],
 )
 SEND_SECONDS = Histogram(

@@ -20,8 +20,13 @@ timezone-aware; JSON is JSON on SQLite, JSONB on PostgreSQL):
     changed hands) is in `waflow.store.contacts`.
     id, phone_number_id, contact_key (wa_id, else user_id, when created; UNIQUE per phone_number_id;
     never changes), wa_id, user_id (each UNIQUE per phone_number_id when set), profile_name,
-    last_inbound_at (drives the 24 h window; only moves forward), opted_out, created_at, updated_at,
-    merged_into (an alias: the contact this row was merged into; its key resolves there).
+    last_inbound_at (drives the 24 h window; only moves forward), opted_out, opted_out_at (when the
+    current opt-out was recorded), created_at, updated_at, merged_into (an alias: the contact this row
+    was merged into; its key resolves there).
+
+`consent_events` — every change of a contact's consent, written with it by `ConsentRepository.set`.
+    id, phone_number_id, contact_id, contact_key, action (opt_out/opt_in), source (keyword/api),
+    actor, detail, at. Index: per (contact_id, id) (the contact's history).
 
 `inbound_events` — the inbox; id order is processing order.
     id, dedup_key UNIQUE (`msg:<wamid>`, `st:<wamid>:<status>`, `tpl:...`, `<kind>:<sha256>`),
@@ -46,7 +51,8 @@ timezone-aware; JSON is JSON on SQLite, JSONB on PostgreSQL):
     lowest queued id of its recipient; kept by triggers).
     Indexes: queued rows per (phone_number_id, contact_key, id) — each recipient's queue; claimable
     heads per (phone_number_id, campaign_id, due_at, id) — the claim's lanes; failed rows not yet
-    classified; every message per (phone_number_id, contact_key, id) (timelines).
+    classified; every message per (phone_number_id, contact_key, id) (timelines); rows refused for an
+    opt-out per campaign_id.
 
 `outbound_counts`, `campaign_counts` — counters kept by triggers on `outbound_messages` (rows per
     number, status and waiting reason; per campaign and status), sharded per PostgreSQL backend so

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.store.dialect import const, one_of
-from waflow.store.tables import campaign_counts, campaigns
+from waflow.store.tables import OPTED_OUT_CLASS, campaign_counts, campaigns, outbound_messages
 from waflow.store.types import utcnow
 
 
@@ -93,6 +93,15 @@ class CampaignRepository:
             if n:
                 out.setdefault(int(cid), {})[str(status)] = int(n)
         return out
+
+    async def opted_out_count(self, conn: AsyncConnection, campaign_id: int) -> int:
+        """The campaign's rows refused because their contact opted out: a range of the partial index
+        `ix_outbound_messages_opted_out` (revision 0008), exactly those rows."""
+        o = outbound_messages
+        stmt = select(func.count()).select_from(o).where(
+            o.c.campaign_id == campaign_id, o.c.error_class == const(OPTED_OUT_CLASS)
+        )
+        return int((await conn.execute(stmt)).scalar_one())
 
     async def running_ids(self, conn: AsyncConnection) -> list[int]:
         stmt = select(campaigns.c.id).where(campaigns.c.status.in_(one_of(("running", "paused"))))

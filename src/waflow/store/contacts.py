@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import ContactRef
 from waflow.store.dialect import LOCK_CLASS_CONTACT, const, insert, is_postgres, lock_keys
-from waflow.store.tables import contacts, inbound_events, outbound_messages, sessions, timers
+from waflow.store.tables import consent_events, contacts, inbound_events, outbound_messages, sessions, timers
 from waflow.store.types import UTCDateTime, as_utc, utcnow
 
 SERVICE_WINDOW = timedelta(hours=24)
@@ -71,6 +71,7 @@ class ContactRecord:
     created_at: datetime
     updated_at: datetime
     merged_into: int | None = None
+    opted_out_at: datetime | None = None  # when the current opt-out was recorded (revision 0008)
 
     def window_open(self, now: datetime | None = None) -> bool:
         return window_open_at(self.last_inbound_at, now or utcnow())
@@ -257,11 +258,6 @@ class ContactRepository:
         """Whether the contact wrote to `phone_number_id` less than 24 h before `now`."""
         contact = await self.get(conn, phone_number_id, contact_key)
         return contact is not None and contact.window_open(now)
-
-    async def set_opted_out(self, conn: AsyncConnection, contact_id: int, opted_out: bool) -> None:
-        await conn.execute(
-            update(contacts).where(contacts.c.id == contact_id).values(opted_out=opted_out, updated_at=utcnow())
-        )
 
     # ---- writing -------------------------------------------------------------------------------------------
 
@@ -486,12 +482,19 @@ class ContactRepository:
                 profile_name=survivor.profile_name or alias.profile_name,
                 last_inbound_at=last,
                 opted_out=survivor.opted_out or alias.opted_out,
+                # the later opt-out: only what the person wrote after both counts as a new conversation
+                opted_out_at=max(
+                    (r.opted_out_at or r.updated_at for r in (survivor, alias) if r.opted_out), default=None
+                ),
                 updated_at=now,
             )
             .returning(*_COLUMNS)
         )
         result = _record(merged.one())
         await self._move_history(conn, pnid, alias, survivor, now)
+        await conn.execute(  # the alias's consent history (revision 0008) becomes the survivor's
+            update(consent_events).where(consent_events.c.contact_id == alias.id).values(contact_id=survivor.id)
+        )
         return result
 
     async def _move_history(

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import DeliveryStatus, OutboundMessage
 from waflow.store.bulk import BulkInsert
-from waflow.store.contacts import ContactRepository
+from waflow.store.contacts import ContactRecord, ContactRepository
 from waflow.store.dialect import LOCK_CLASS_WAMID, const, is_postgres, lock_keys
 from waflow.store.statuses import (
     AppliedResult,
@@ -565,13 +565,13 @@ class DispatchQueries:
             )
             await conn.execute(stmt, params_list)
 
-    async def last_inbound_times(
+    async def recipients(
         self, conn: AsyncConnection, phone_number_id: str, keys: Iterable[str]
-    ) -> dict[str, datetime | None]:
-        """`last_inbound_at` per contact key (matched like `ContactRepository.get`, merged contacts followed);
-        absent keys are missing. Index lookups by contact_key, wa_id and user_id (`find_many`)."""
-        found = await ContactRepository().find_many(conn, phone_number_id, keys)
-        return {key: contact.last_inbound_at for key, contact in found.items()}
+    ) -> dict[str, ContactRecord]:
+        """The contact of each key (matched like `ContactRepository.get`, merged contacts followed): what the
+        claim needs for the 24 h window and the consent rule; absent keys are missing. Index lookups by
+        contact_key, wa_id and user_id (`find_many`)."""
+        return await ContactRepository().find_many(conn, phone_number_id, keys)
 
     async def unclassified_failures(self, conn: AsyncConnection, limit: int = 500) -> list[tuple[int, int]]:
         """(id, error_code) of failed rows whose error class was not recorded (a status webhook applied

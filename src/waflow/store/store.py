@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from waflow.store.consent import ConsentRepository
 from waflow.store.contacts import ContactRepository
 from waflow.store.dead_letters import DeadLetterRepository
 from waflow.store.engine import create_engine, default_url, normalize_url
@@ -140,6 +141,7 @@ class Store:
 
     inbox = InboxRepository()
     contacts = ContactRepository()
+    consent = ConsentRepository()
     dead_letters = DeadLetterRepository()
     outbox = OutboxRepository()
     statuses = StatusRepository()

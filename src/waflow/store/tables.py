@@ -509,3 +509,34 @@ Index(
     sqlite_where=text(CONTACTS_LISTED),
     postgresql_where=text(CONTACTS_LISTED),
 )
+
+# ---- revision 0008 (consent) ----
+# When the contact's current opt-out was recorded (NULL while opted in): the outbox's consent rule lets a
+# message reach an opted-out contact only in a conversation the contact started after it (`outbox/consent.py`).
+contacts.append_column(Column("opted_out_at", UTCDateTime, nullable=True))
+# Every change of a contact's consent: what (opt_out / opt_in), how (keyword, api), who, when.
+CONSENT_ACTIONS = ("opt_out", "opt_in")
+consent_events = Table(
+    "consent_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("phone_number_id", String(64), nullable=False),
+    Column("contact_id", BigInteger, nullable=False),
+    Column("contact_key", String(128), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("source", String(32), nullable=False),  # keyword (the contact wrote STOP / START), api
+    Column("actor", String(128), nullable=True),  # "contact", or the API key's fingerprint and the operator
+    Column("detail", Text, nullable=True),  # the keyword, or the operator's note
+    Column("at", UTCDateTime, nullable=False, default=utcnow),
+    CheckConstraint(_in("action", CONSENT_ACTIONS), name="action"),
+    Index("ix_consent_events_contact_id_id", "contact_id", "id"),
+)
+# rows refused because their contact opted out, per campaign: a campaign's progress counts them as skipped
+OPTED_OUT_CLASS = "opted_out"  # the error class of a row the outbox's consent rule refused
+OUTBOUND_OPTED_OUT = f"error_class = '{OPTED_OUT_CLASS}'"
+Index(
+    "ix_outbound_messages_opted_out",
+    outbound_messages.c.campaign_id,
+    sqlite_where=text(OUTBOUND_OPTED_OUT),
+    postgresql_where=text(OUTBOUND_OPTED_OUT),
+)

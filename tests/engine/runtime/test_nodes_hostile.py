@@ -216,7 +216,9 @@ async def test_start_flow_window_rules_and_template_reply(rig: Rig) -> None:
     await rig.settle()
     assert texts(mo)[-1] == "Great, code X1"
     async with rig.store.begin() as conn:
-        await rig.store.contacts.set_opted_out(conn, started.contact_id, True)
+        contact = await rig.store.contacts.get(conn, PNID, "34600999000")
+        assert contact is not None
+        await rig.store.consent.set(conn, contact, opted_out=True, source="api")
         with pytest.raises(FlowStartRefused, match="opted out"):
             await start_flow(conn, PNID, "34600999000", "promo")
 

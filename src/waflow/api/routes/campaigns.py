@@ -20,7 +20,8 @@ CampaignId = Annotated[int, Path(ge=1, le=2**62)]
 
 def _out(p: CampaignProgress) -> schemas.CampaignOut:
     return schemas.CampaignOut(id=p.id, name=p.name, status=p.status, total=p.total, queued=p.queued, sent=p.sent,
-                               delivered=p.delivered, read=p.read, failed=p.failed, finished=p.finished)
+                               delivered=p.delivered, read=p.read, failed=p.failed, skipped=p.skipped,
+                               finished=p.finished)
 
 
 async def _progress(request: Request, campaign_id: int) -> schemas.CampaignOut:

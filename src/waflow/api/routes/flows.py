@@ -95,6 +95,7 @@ async def start_flow(flow_id: FlowId, body: schemas.StartFlow, request: Request)
         async with ctx.store.begin() as conn:
             started = await engine_ops.start_flow(conn, pnid, contact, flow_id, body.vars)
     except engine_ops.FlowStartRefused as exc:
-        status = 404 if "not deployed" in str(exc) else 409
-        raise ApiError(status, "not_found" if status == 404 else "refused", str(exc)) from None
+        if exc.reason == "not_deployed":
+            raise ApiError(404, "not_found", str(exc)) from None
+        raise ApiError(409, exc.reason, str(exc)) from None
     return schemas.FlowStarted(event_id=started.event_id, flow_id=started.flow_id, version=started.version)

@@ -12,7 +12,7 @@ from waflow.api.errors import ApiError, problem
 from waflow.api.numbers import number_id
 from waflow.canonical import OutboundMessage
 from waflow.cloudapi import MessageValidationError, validate_content
-from waflow.outbox import enqueue_message, template_content
+from waflow.outbox import ConsentRefused, enqueue_message, template_content
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"], dependencies=[Depends(require_key)])
 
@@ -42,13 +42,16 @@ async def send_message(body: schemas.SendMessage, request: Request) -> schemas.E
         fb = body.fallback_template
         fallback = template_content(fb.name, fb.language, fb.body)
     key = body.to or body.recipient or ""
-    async with ctx.store.begin() as conn:
-        initiated = body.business_initiated
-        if initiated is None:
-            initiated = not await ctx.store.contacts.window_open(conn, pnid, key)
-        oid = await enqueue_message(
-            ctx.store, pnid, message, business_initiated=initiated, fallback_template=fallback, conn=conn
-        )
+    try:
+        async with ctx.store.begin() as conn:
+            initiated = body.business_initiated
+            if initiated is None:
+                initiated = not await ctx.store.contacts.window_open(conn, pnid, key)
+            oid = await enqueue_message(
+                ctx.store, pnid, message, business_initiated=initiated, fallback_template=fallback, conn=conn
+            )
+    except ConsentRefused as exc:
+        raise ApiError(409, "opted_out", f"contact {exc.contact_key!r}: {exc.reason}") from None
     ctx.notify_outbox()
     return schemas.Enqueued(id=oid)
 

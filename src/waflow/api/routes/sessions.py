@@ -62,6 +62,8 @@ def _engine_error(exc: engine_ops.EngineError) -> ApiError:
         return ApiError(409, "not_in_handoff", str(exc))
     if isinstance(exc, engine_ops.WindowClosed):
         return ApiError(409, "window_closed", str(exc))
+    if isinstance(exc, engine_ops.ContactOptedOut):
+        return ApiError(409, "opted_out", str(exc))
     return ApiError(409, "refused", str(exc))
 
 

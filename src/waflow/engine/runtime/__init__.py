@@ -13,7 +13,14 @@ Modules: `worker` (claims events, per-contact order, transactions), `dispatch` (
 from waflow.engine.runtime.api import FlowStart, end_session, start_flow
 from waflow.engine.runtime.config import Command, CommandAction, EngineConfig
 from waflow.engine.runtime.deploy import Deployed, FlowCatalog, FlowNotFound, deploy_flow
-from waflow.engine.runtime.errors import EngineError, FlowStartRefused, NotInHandoff, SessionNotFound, WindowClosed
+from waflow.engine.runtime.errors import (
+    ContactOptedOut,
+    EngineError,
+    FlowStartRefused,
+    NotInHandoff,
+    SessionNotFound,
+    WindowClosed,
+)
 from waflow.engine.runtime.handoff import agent_reply, hand_back
 from waflow.engine.runtime.registry import DeployResult, FlowRegistry
 from waflow.engine.runtime.timers import TimerScheduler
@@ -22,6 +29,7 @@ from waflow.engine.runtime.worker import EngineWorker
 __all__ = [
     "Command",
     "CommandAction",
+    "ContactOptedOut",
     "DeployResult",
     "Deployed",
     "EngineConfig",

@@ -21,6 +21,7 @@ from waflow.engine.runtime.contacts import lock_contact_id
 from waflow.engine.runtime.deploy import FlowCatalog, FlowNotFound
 from waflow.engine.runtime.errors import FlowStartRefused
 from waflow.engine.runtime.state import load
+from waflow.outbox.consent import OPTED_OUT, Consent, refusal
 from waflow.store.contacts import ContactRepository
 from waflow.store.sessions import SessionRepository
 from waflow.store.timers import TimerRepository
@@ -59,10 +60,6 @@ def first_senders(defn: FlowDefinition) -> list[str]:
     return out
 
 
-def _ref(contact_key: str) -> ContactRef:
-    return ContactRef(wa_id=contact_key) if contact_key.lstrip("+").isdigit() else ContactRef(user_id=contact_key)
-
-
 async def start_flow(
     conn: AsyncConnection,
     phone_number_id: str,
@@ -75,20 +72,22 @@ async def start_flow(
 ) -> FlowStart:
     """Start `flow_id` (its active version) for a contact; an active session is replaced.
 
-    Refused (`FlowStartRefused`) when the flow is not deployed, the contact opted out, or the 24 h
-    window is closed and the flow does not begin with a template.
+    Refused (`FlowStartRefused`) when the flow is not deployed, the consent rule refuses the contact
+    (`waflow.outbox.consent`: they opted out and this is not a conversation they started since), or the
+    24 h window is closed and the flow does not begin with a template.
     """
     now = now or utcnow()
     catalog = catalog or FlowCatalog()
     try:
         deployed = await catalog.active_version(conn, flow_id)
     except FlowNotFound as exc:
-        raise FlowStartRefused(str(exc)) from None
+        raise FlowStartRefused(str(exc), reason="not_deployed") from None
     contact = await contacts.get(conn, phone_number_id, contact_key)
     if contact is None:
-        contact = await contacts.upsert_from_inbound(conn, phone_number_id, _ref(contact_key), None)
-    if contact.opted_out:
-        raise FlowStartRefused(f"contact {contact_key!r} opted out: no business-initiated messages")
+        contact = await contacts.upsert_from_inbound(conn, phone_number_id, ContactRef.from_address(contact_key), None)
+    refused = refusal(Consent.of(contact), utcnow())  # the outbox's rule, asked at the door (wall-clock time)
+    if refused is not None:
+        raise FlowStartRefused(f"contact {contact_key!r}: {refused}", reason=OPTED_OUT)
     if not contact.window_open(now):
         defn = deployed.definition
         senders = first_senders(defn)
@@ -96,7 +95,8 @@ async def start_flow(
         if wrong:
             raise FlowStartRefused(
                 f"the 24 h window of {contact_key!r} is closed: flow {flow_id!r} must begin with a template node, "
-                f"but it can send {', '.join(repr(w) for w in wrong)} ({defn.nodes[wrong[0]].type}) first"
+                f"but it can send {', '.join(repr(w) for w in wrong)} ({defn.nodes[wrong[0]].type}) first",
+                reason="window_closed",
             )
     [event_id] = await events.add(
         conn,

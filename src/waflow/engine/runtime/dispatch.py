@@ -77,7 +77,7 @@ class Dispatcher:
     async def on_message(self, turn: Turn, session: SessionState | None, msg: InboundMessage) -> None:
         found = self.config.command_for(msg.text) if msg.type in ("text", "button", "interactive") else None
         if found is not None:
-            session, route = await apply_command(self.machine, turn, session, found[1])
+            session, route = await apply_command(self.machine, turn, session, found[1], found[0], msg.timestamp)
             if not route:
                 return
         if session is not None and session.expires_at is not None and session.expires_at <= turn.now:

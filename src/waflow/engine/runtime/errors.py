@@ -8,7 +8,11 @@ class EngineError(Exception):
 
 
 class FlowStartRefused(EngineError):
-    """`start_flow` cannot start this flow for this contact now (opted out, window closed, ...)."""
+    """`start_flow` cannot start this flow for this contact now; `reason`: not_deployed, opted_out, window_closed."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SessionNotFound(EngineError):
@@ -17,6 +21,10 @@ class SessionNotFound(EngineError):
 
 class NotInHandoff(EngineError):
     """The session is not with a human."""
+
+
+class ContactOptedOut(EngineError):
+    """The consent rule refuses a message to this contact (`waflow.outbox.consent`)."""
 
 
 class WindowClosed(EngineError):

@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from waflow.canonical import OutboundMessage
 from waflow.engine.runtime import events
 from waflow.engine.runtime.contacts import lock_contact_id
-from waflow.engine.runtime.errors import NotInHandoff, SessionNotFound, WindowClosed
+from waflow.engine.runtime.errors import ContactOptedOut, NotInHandoff, SessionNotFound, WindowClosed
 from waflow.engine.runtime.state import SessionState, load
+from waflow.outbox.consent import Consent, refusal
 from waflow.store.contacts import ContactRecord
 from waflow.store.flows import FlowVersionRepository
 from waflow.store.outbox import OutboxRepository
@@ -38,11 +39,15 @@ async def _in_handoff(conn: AsyncConnection, session_id: int) -> tuple[SessionSt
 async def agent_reply(conn: AsyncConnection, session_id: int, text: str, *, now: datetime | None = None) -> int:
     """Queue an agent's text to the contact of a session in handoff; returns the outbox id.
 
-    Refused with `WindowClosed` when the contact has not written for 24 h (only templates may go then).
+    Refused with `ContactOptedOut` when the consent rule refuses the contact, with `WindowClosed` when the
+    contact has not written for 24 h (only templates may go then).
     """
     if not text.strip():
         raise ValueError("an agent reply needs text")
     session, contact = await _in_handoff(conn, session_id)
+    refused = refusal(Consent.of(contact), utcnow())  # the outbox's rule, asked at the door
+    if refused is not None:
+        raise ContactOptedOut(f"contact {contact.contact_key!r}: {refused}")
     if not contact.window_open(now or utcnow()):
         raise WindowClosed(f"the 24 h window of {contact.contact_key!r} is closed: send a template instead")
     message = OutboundMessage(
