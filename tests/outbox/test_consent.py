@@ -86,3 +86,22 @@ async def test_opting_out_twice_records_one_change(env: OutboxEnv) -> None:
     async with env.store.read() as conn:
         history = await env.store.consent.history(conn, contact.id)
     assert [e.action for e in history] == ["opt_in", "opt_out"], "newest first, one row per change"
+
+
+async def test_an_opt_out_recorded_while_a_row_waits_for_its_slot_stops_it(env: OutboxEnv) -> None:
+    """Claimed rows wait for the throughput limiter (2 msg/s here); the last recipient opts out after the claim:
+    the row is checked again just before it would leave, and refused."""
+    users = [f"3463100000{k}" for k in range(4)]
+    await env.open_windows(*users)
+    ids = [await env.enqueue(u, content={"body": f"update {u}"}) for u in users]
+    async with env.dispatcher(rate_per_s=2).running():
+        await env.emu.user(users[0]).wait_for_received(1, timeout=10)  # the claim took all four
+        async with env.store.begin() as conn:
+            last = await env.store.contacts.get(conn, PNID, users[-1])
+            assert last is not None
+            await env.store.consent.set(conn, last, opted_out=True, source="api", at=utcnow())
+        await env.wait_until(lambda rows: all(r.status.value != "queued" for r in rows))
+    refused = await env.row(ids[-1])
+    assert (refused.status.value, refused.error_class) == ("failed", OPTED_OUT)
+    assert env.emu.user(users[-1]).received() == []
+    assert all(len(env.emu.user(u).received()) == 1 for u in users[:-1])

@@ -50,7 +50,7 @@ from waflow.store import Store, build_callback_data, utcnow
 from waflow.store.bulk import in_one_hop
 from waflow.store.campaigns import CampaignRepository
 from waflow.store.contacts import ContactRecord
-from waflow.store.outbox import ClaimedRow
+from waflow.store.outbox import ClaimedRow, OutboundRecord
 from waflow.tasks import finish
 
 log = logging.getLogger("waflow.outbox")
@@ -63,6 +63,9 @@ UNKNOWN_HOLD_S = 20.0
 # ... and, where the webhook intake runs in the same process, until it has kept up this long (a few of Meta's
 # redelivery rounds: the emulator redelivers every 1 s).
 INTAKE_CALM_S = 5.0
+# A row whose consent was checked longer ago than this (it waited for a concurrency or throughput slot) is checked
+# again, with its contact read afresh, just before it leaves: an opt-out recorded meanwhile stops it.
+CONSENT_RECHECK_S = 0.5
 
 
 def _default_id() -> str:
@@ -91,6 +94,7 @@ class DispatcherConfig:
 class _Claimed:
     row: ClaimedRow
     contact: ContactRecord | None  # as read in the claim's transaction (None: no contact row)
+    claimed_at: float = field(default_factory=time.monotonic)
 
     @property
     def last_inbound_at(self) -> datetime | None:
@@ -353,8 +357,7 @@ class OutboxDispatcher:
         if rec.outcome_unknown_since is not None and not await self._may_resend(rec.id, rec.due_at):
             return
 
-        refused = refusal(Consent.of(item.contact), now, campaign=rec.campaign_id is not None,
-                          notice=rec.node_id == OPT_OUT_NOTICE and rec.session_id is None)
+        refused = _refusal(item.contact, rec, now)  # on the claim's snapshot of the contact
         if refused is not None:
             self._submit(Failed(rec.id, None, OPTED_OUT, refused))
             metrics.MESSAGES.labels(OPTED_OUT).inc()
@@ -404,7 +407,17 @@ class OutboxDispatcher:
             self._submit(Requeue(rec.id, now, "shutdown", fallback_used=fallback_used))
             return
         metrics.LIMITER_WAIT.observe(time.perf_counter() - waited)
+        if time.monotonic() - item.claimed_at > CONSENT_RECHECK_S and (refused := await self._refusal_now(rec)):
+            self._submit(Failed(rec.id, None, OPTED_OUT, refused, fallback_used=fallback_used))
+            metrics.MESSAGES.labels(OPTED_OUT).inc()
+            return
         await self._send(client, item, message, fallback_used, failures)
+
+    async def _refusal_now(self, rec: OutboundRecord) -> str | None:
+        """The consent rule on the row's contact as it is now (one index lookup)."""
+        async with self.store.read() as conn:
+            found = await self.store.outbox.recipients(conn, rec.phone_number_id, [rec.contact_key])
+        return _refusal(found.get(rec.contact_key), rec, utcnow())
 
     async def _may_resend(self, outbound_id: int, grace_ended_at: datetime) -> bool:
         """The gate of a resend after an unknown outcome (the row is leased to us, its grace is over).
@@ -526,6 +539,12 @@ class OutboxDispatcher:
                 error=(code, decision.error_class, decision.text), fallback_used=fallback_used,
             )
         )
+
+
+def _refusal(contact: ContactRecord | None, rec: OutboundRecord, now: datetime) -> str | None:
+    """The consent rule for this row (a campaign's? the stop word's confirmation?) and contact."""
+    notice = rec.node_id == OPT_OUT_NOTICE and rec.session_id is None
+    return refusal(Consent.of(contact), now, campaign=rec.campaign_id is not None, notice=notice)
 
 
 def _is_throttle(code: int) -> bool:
