@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .consent import consent
 from .crash import crash
 from .faults import faults
 from .hog import Hog
@@ -43,12 +44,13 @@ class Sizes:
     storm_conversations: int
     fuzz_examples: int
     schema_examples: int
+    consent_users: int = 20
     crash_seeds: tuple[int, ...] = (1,)  # one crash run (each of SQLite and PostgreSQL) per seed of its kill times
 
 
-FULL = Sizes(2000, 6, 150.0, 600, 5, 500, 40.0, 60.0, 3300.0, 1150, 3000, 30, crash_seeds=(1, 2, 3))
+FULL = Sizes(2000, 6, 150.0, 600, 5, 500, 40.0, 60.0, 3300.0, 1150, 3000, 30, consent_users=200, crash_seeds=(1, 2, 3))
 QUICK = Sizes(50, 2, 8.0, 40, 2, 40, 6.0, 5.0, 1000.0, 60, 150, 5, crash_seeds=(1,))
-NAMES = ("crash", "crash-pg", "faults", "storm", "hostile", "security")
+NAMES = ("crash", "crash-pg", "faults", "storm", "hostile", "security", "consent")
 Run = tuple[str | None, Callable[[], Awaitable[Result]]]  # (what tells this run from the scenario's others, run)
 
 
@@ -72,6 +74,7 @@ def scenarios(s: Sizes, work: Path) -> dict[str, list[Run]]:
         "hostile": [(None, lambda: hostile(work / "hostile", examples=s.fuzz_examples,
                                            schema_examples=s.schema_examples))],
         "security": [(None, lambda: security(work / "security"))],
+        "consent": [(None, lambda: consent(work / "consent", users=s.consent_users))],
     }
 
 

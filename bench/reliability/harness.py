@@ -184,9 +184,10 @@ async def deployment(
     server: Mapping[str, Any] | None = None,
     top: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
-    flows: bool = True,
+    flows: bool | Path = True,
 ) -> AsyncIterator[Deployment]:
-    """The emulator and the order API in this process; one process per role, on a fresh database."""
+    """The emulator and the order API in this process; one process per role, on a fresh database.
+    `flows`: the pizza flows (True), none (False), or this folder's flows."""
     folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
     emu_cfg = EmulatorConfig(
         app_secret=f"rel-secret-{secrets.token_hex(12)}", verify_token=f"rel-verify-{secrets.token_hex(8)}",
@@ -196,7 +197,7 @@ async def deployment(
     async with run_emulator(emu_cfg) as emu, serve_asgi(orders_app()) as orders:
         port = free_port()
         emu.set_callback(f"http://127.0.0.1:{port}/webhook")
-        flows_dir = pizza_flows(folder / "flows", orders) if flows else None
+        flows_dir = flows if isinstance(flows, Path) else pizza_flows(folder / "flows", orders) if flows else None
         config = write_config(folder, emu, port=port, flows_dir=flows_dir, server=server,
                               top={"log_format": "json", **(top or {})})
         url = store_url or f"sqlite+aiosqlite:///{folder / 'waflow.db'}"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from bench.reliability.__main__ import QUICK
+from bench.reliability.consent import consent
 from bench.reliability.crash import crash
 from bench.reliability.faults import faults
 from bench.reliability.hostile import hostile
@@ -50,3 +51,7 @@ async def test_bad_input(tmp_path: Path) -> None:
 
 async def test_security(tmp_path: Path) -> None:
     held(await security(tmp_path))
+
+
+async def test_opt_out_on_every_send_path(tmp_path: Path) -> None:
+    held(await consent(tmp_path, users=Q.consent_users))
