@@ -45,3 +45,22 @@ async def test_send_text_and_bulk_campaign(sqlite_store: Store, outbox_environme
         assert code == 0 and "done" in out, out
         code, out = await waflow(env, db, "send", "campaign", "pause", "1")
         assert code == 1 and "cannot be paused" in out, out
+
+
+async def test_send_text_to_an_opted_out_contact_says_opted_out(sqlite_store: Store, outbox_environment_factory: Any,
+                                                                tmp_path: Path) -> None:
+    from waflow.canonical import ContactRef
+
+    db = sqlite_url(tmp_path)
+    store = Store.open(db)
+    try:
+        await store.upgrade()
+        async with store.begin() as conn:
+            contact = await store.contacts.upsert_from_inbound(conn, PNID, ContactRef(wa_id="34692000001"), None)
+            await store.consent.set(conn, contact, opted_out=True, source="api", actor="test")
+    finally:
+        await store.close()
+    async with outbox_environment_factory(sqlite_store) as env:
+        code, out = await waflow(env, db, "send", "text", "34692000001", "promo")
+    assert code == 1 and out.startswith("opted_out: not queued: the contact opted out"), out
+    assert env.emu.user("34692000001").received() == []
