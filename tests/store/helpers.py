@@ -35,10 +35,11 @@ def status(
     *,
     callback: str | None = None,
     error: int | None = None,
+    phone_number_id: str = PNID,
 ) -> StatusUpdate:
     errors = [ErrorDetail(code=error, title="Re-engagement message", details="more than 24 hours")] if error else []
     return StatusUpdate(
-        phone_number_id=PNID,
+        phone_number_id=phone_number_id,
         message_id=wamid,
         status=DeliveryStatus(value),
         timestamp=at(seconds),

@@ -121,7 +121,7 @@ async def test_counters_and_heads_follow_every_write_path(store: Store) -> None:
 
     async with store.begin() as conn:  # status webhooks: advance, fail without class, reconcile queued a2
         await store.statuses.apply_many(conn, [
-            status("wamid.a1", "delivered", 2), status("wamid.o1", "failed", 2, error=131047),
+            status("wamid.a1", "delivered", 2), status("wamid.o1", "failed", 2, error=131047, phone_number_id=OTHER),
             status("wamid.a2", "sent", 3, callback=f"wf:{a2}"),
         ])  # fmt: skip
     await assert_exact(store)

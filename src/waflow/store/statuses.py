@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import DeliveryStatus, ErrorDetail, StatusUpdate
@@ -56,6 +56,7 @@ class StatusOutcome(enum.StrEnum):
     ADVANCED = "advanced"  # the message's status moved forward (or became failed)
     RECORDED = "recorded"  # matched and kept in the history; the status did not move
     HELD = "held"  # no message with this id yet: kept, applied when the id is recorded
+    FOREIGN = "foreign"  # the message with this id is another number's: kept in the history, never applied
 
 
 class AppliedResult(NamedTuple):
@@ -83,6 +84,7 @@ class StatusEventRecord:
     raw: dict[str, Any] | None
     applied: bool
     advanced: bool
+    phone_number_id: str | None = None  # the number the status webhook named (revision 0009)
 
 
 EVENT_COLUMNS = [status_events.c[name] for name in StatusEventRecord.__slots__]
@@ -101,9 +103,11 @@ _EVENT_INSERT = BulkInsert(
         "raw",
         "applied",
         "advanced",
+        "phone_number_id",
     ],
 )
-_STATE_SELECT = [outbound_messages.c[name] for name in STATE_COLUMNS]
+# the status fields, then the message's number (read to scope statuses to it, never written back)
+_STATE_SELECT = [*(outbound_messages.c[name] for name in STATE_COLUMNS), outbound_messages.c.phone_number_id]
 
 
 def error_text(error: ErrorDetail) -> str:
@@ -112,8 +116,15 @@ def error_text(error: ErrorDetail) -> str:
 
 
 def _state(row: Any) -> MessageState:
-    # positional, in STATE_COLUMNS order (id, status, ...): cheaper than `row._mapping`
-    return MessageState(row[0], DeliveryStatus(row[1]), *row[2:])
+    # positional, in STATE_COLUMNS order (id, status, ...) then the number: cheaper than `row._mapping`
+    state = MessageState(row[0], DeliveryStatus(row[1]), *row[2:-1])
+    state.phone_number_id = row[-1]
+    return state
+
+
+def _ours(state: MessageState, phone_number_id: str | None) -> bool:
+    """A status names the number that sent the message (older held rows without a number: not judged)."""
+    return phone_number_id is None or state.phone_number_id == phone_number_id
 
 
 async def load_states(
@@ -213,6 +224,8 @@ async def adopt_held(
     params: list[dict[str, Any]] = []
     for event in rows:
         state = by_wamid[event.provider_message_id]
+        if not _ours(state, event.phone_number_id):
+            continue  # another number's status for this id: stays unapplied (the sweep's join skips it too)
         previous = state.status
         error = None
         if event.error_code is not None:
@@ -277,6 +290,8 @@ class StatusRepository:
                 found = by_id.get(oid)
                 if found is None or found.provider_message_id not in (None, wamid):
                     continue
+                if not all(_ours(found, u.phone_number_id) for u in updates if u.message_id == wamid):
+                    continue
                 if any(known is found for known in newly_known):
                     continue
                 first = min(u.timestamp for u in updates if u.message_id == wamid)
@@ -293,7 +308,12 @@ class StatusRepository:
             error = u.errors[0] if u.errors else None
             matched = states.get(u.message_id)
             advanced = False
-            if matched is None:
+            if matched is not None and not _ours(matched, u.phone_number_id):
+                # signed by the app of another number than the message's: never applied to it (kept unmatched,
+                # like a held status, whose adoption checks the number too)
+                results.append((None, StatusOutcome.FOREIGN, None, None))
+                matched = None
+            elif matched is None:
                 results.append((None, StatusOutcome.HELD, None, None))
             else:
                 previous = matched.status
@@ -314,6 +334,7 @@ class StatusRepository:
                     raw_json[index] if raw_json is not None else orjson.dumps(u.model_dump(mode="json")).decode(),
                     matched is not None,
                     advanced,
+                    u.phone_number_id,
                 )
             )
         event_ids = [r[0] for r in await _EVENT_INSERT.run(conn, rows)]
@@ -345,7 +366,14 @@ class StatusRepository:
         stmt = (
             select(status_events.c.provider_message_id)
             .join(outbound_messages, outbound_messages.c.provider_message_id == status_events.c.provider_message_id)
-            .where(status_events.c.outbound_id.is_(None))
+            .where(
+                status_events.c.outbound_id.is_(None),
+                # another number's status for that id is never adopted (revision 0009; NULL: older rows)
+                or_(
+                    status_events.c.phone_number_id.is_(None),
+                    status_events.c.phone_number_id == outbound_messages.c.phone_number_id,
+                ),
+            )
             .distinct()
             .limit(limit)
         )

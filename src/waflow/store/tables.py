@@ -540,3 +540,7 @@ Index(
     sqlite_where=text(OUTBOUND_OPTED_OUT),
     postgresql_where=text(OUTBOUND_OPTED_OUT),
 )
+
+# ---- revision 0009 (scoped statuses) ----
+# The number a status webhook named: a status is applied only to a message of that number (`store/statuses.py`).
+status_events.append_column(Column("phone_number_id", String(64), nullable=True))

@@ -80,6 +80,7 @@ class MessageState:
     error_class: str | None = None
     error_text: str | None = None
     outcome_unknown_since: datetime | None = None
+    phone_number_id: str | None = field(default=None, compare=False)  # read only: whose message (never written)
     dirty: bool = field(default=False, compare=False)
 
     def _earliest(self, column: str, at: datetime) -> None:

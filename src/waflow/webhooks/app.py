@@ -8,9 +8,9 @@ builds a standalone Starlette app around one receiver.
 POST, in order: size limit (413, body not read past the limit) → signature over the raw bytes
 (missing 401, malformed/wrong 403; counted and logged without the body or any secret; never
 processed) → parse (a body that does not parse is stored raw as a dead letter and answered 200)
-→ every number in the body must belong to the app whose secret signed it (403) → the events
-are written to the inbox in a group commit → 200 only once that commit is durable. The 200
-never waits for flow work or sending.
+→ every number in the body must belong to the app whose secret signed it (403) → events of numbers
+not configured here are dropped, counted and logged (`scope`) → the events are written to the inbox in a
+group commit → 200 only once that commit is durable. The 200 never waits for flow work or sending.
 
 Overload: when the events waiting for their commit would pass `max_uncommitted_events`, or the
 writer predicts the POST would wait longer than `max_commit_wait_s` for its commit (checked again
@@ -59,6 +59,7 @@ from waflow.webhooks.persist import (
     WriteRequest,
     write_requests,
 )
+from waflow.webhooks.scope import NumberScope
 from waflow.webhooks.signature import (
     SIGNATURE_HEADER,
     SignatureOutcome,
@@ -90,6 +91,7 @@ class WebhookReceiver:
         self.store = store
         self.path = path
         self.verifier = SignatureVerifier(config)
+        self.scope = NumberScope(config)
         self.writer = InboxWriter(
             self._commit,
             max_events=config.batch_max_events,
@@ -242,6 +244,7 @@ class WebhookReceiver:
             return await self._dead_letter(raw, str(exc), received_at, kept_headers(), peer)
         if not self.verifier.app_serves(check.app, parsed.phone_number_ids, parsed.waba_ids):
             return self._refuse(peer, "wrong_app", 403, "Forbidden", size=len(raw))
+        parsed = self.scope.keep(parsed)  # events of numbers not configured here are never filed
         request: WriteRequest = (
             self._partial(parsed, received_at, kept_headers()) if parsed.rejected else InboxRequest(parsed, received_at)
         )

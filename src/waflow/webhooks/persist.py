@@ -25,6 +25,7 @@ from waflow.canonical import ContactRef, EventKind, InboundMessage, StatusUpdate
 from waflow.providers.cloud import ParsedEvent, ParsedWebhook
 from waflow.store import Store
 from waflow.store.inbox import InboxRow
+from waflow.webhooks import metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +172,7 @@ async def write_requests(
         if refiled:
             await store.inbox.set_contact_keys(conn, refiled)
     if statuses:
-        await store.statuses.apply_many(conn, statuses, raw_json=applied_json)
+        metrics.note_foreign(await store.statuses.apply_many(conn, statuses, raw_json=applied_json))
         await store.inbox.mark_done(conn, applied_ids, at=requests[0].received_at)
     return outcomes
 

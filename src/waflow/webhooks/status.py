@@ -45,6 +45,7 @@ from waflow.canonical import DeliveryStatus, ErrorDetail, EventKind, StatusUpdat
 from waflow.faults import fault_point
 from waflow.store import Store
 from waflow.tasks import finish
+from waflow.webhooks import metrics
 from waflow.webhooks.persist import PendingStatus
 
 log = logging.getLogger("waflow.webhooks.status")
@@ -152,9 +153,9 @@ class StatusProcessor:
             taken = await self.store.inbox.take_open(conn, [p.event_id for p in batch])
             todo = batch if len(taken) == len(batch) else [p for p in batch if p.event_id in taken]
             if todo:
-                await self.store.statuses.apply_many(
+                metrics.note_foreign(await self.store.statuses.apply_many(
                     conn, [p.update for p in todo], raw_json=[p.payload_json for p in todo]
-                )
+                ))
         fault_point("statuses.applied")
         self.applied += len(todo)
         self.batches += 1
@@ -166,7 +167,9 @@ class StatusProcessor:
             if not claimed:
                 return 0
             updates = [status_from_payload(orjson.loads(text)) for _id, text in claimed]
-            await self.store.statuses.apply_many(conn, updates, raw_json=[text for _id, text in claimed])
+            metrics.note_foreign(
+                await self.store.statuses.apply_many(conn, updates, raw_json=[text for _id, text in claimed])
+            )
             await self.store.inbox.mark_done(conn, [id_ for id_, _ in claimed])
         fault_point("statuses.applied")
         self.applied += len(claimed)
