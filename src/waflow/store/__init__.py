@@ -66,7 +66,8 @@ timezone-aware; JSON is JSON on SQLite, JSONB on PostgreSQL):
     statuses whose wamid is not recorded yet (outbound_id NULL).
     id, outbound_id FK NULL, provider_message_id, status, occurred_at (provider time),
     recorded_at, error_code, error_title, error_details, callback_data, raw JSON,
-    applied (matched to its message), advanced (moved the message's status).
+    applied (matched to its message), advanced (moved the message's status), phone_number_id (the
+    number the webhook named: a status applies only to that number's message).
 
 `sessions` — conversation state machines; at most one not `ended` per contact.
     id, contact_id FK, flow_id, flow_version, state (running/waiting/handoff/ended),

@@ -114,8 +114,8 @@ class SignatureVerifier:
     def app_serves(self, app: int, phone_number_ids: set[str], waba_ids: set[str]) -> bool:
         """Whether every configured number / WABA named in a body belongs to `app`.
 
-        Numbers and WABAs the configuration does not know are allowed: the body is authentic
-        (a configured app signed it) and is stored under the ids it names.
+        Numbers and WABAs the configuration does not know are not judged here: their events are
+        dropped before anything is written (`waflow.webhooks.scope`).
         """
         for pnid in phone_number_ids:
             owner = self._app_of_number.get(pnid)
