@@ -17,8 +17,37 @@ MessageType = Literal[
 ]
 
 
+# No request of the API needs more (a Cloud API message object is under 10 levels); deeper input is refused
+# before anything walks it recursively (the store's JSON encoder stops at 255 levels with a 500).
+MAX_JSON_DEPTH = 32
+
+
+def json_depth_over(value: Any, limit: int) -> bool:
+    """Whether `value` (decoded JSON) nests deeper than `limit` levels; iterative, so any depth is safe."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded_depth(cls, data: Any) -> Any:
+        if json_depth_over(data, MAX_JSON_DEPTH):
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        return data
 
 
 class Output(BaseModel):
