@@ -9,6 +9,7 @@ test and dialect). The migrations themselves are tested from empty databases in 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -44,6 +45,7 @@ class _Templates:
             await store.upgrade()
             await store.close()
             self.sqlite = path
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o600))  # private, like the store creates its file
         source, copy = sqlite3.connect(self.sqlite), sqlite3.connect(target)
         try:
             source.backup(copy)

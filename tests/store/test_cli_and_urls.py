@@ -46,3 +46,25 @@ def test_normalize_url() -> None:
     for bad in ("sqlite://", "sqlite:///:memory:", "postgresql+psycopg://h/db", "mysql://h/db"):
         with pytest.raises(ValueError):
             normalize_url(bad)
+
+
+def _modes(folder: Path, prefix: str) -> dict[str, int]:
+    import stat
+
+    return {f.name: stat.S_IMODE(f.stat().st_mode) for f in folder.glob(prefix + "*")}
+
+
+async def test_a_new_sqlite_file_is_private(tmp_path: Path) -> None:
+    """The database holds conversations and phone numbers: owner-only, and so are SQLite's -wal / -shm files."""
+    from waflow.store import Store
+
+    store = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'private.db'}")
+    try:
+        await store.upgrade()
+        async with store.begin() as conn:  # a write: the -wal and -shm files exist now
+            await store.dead_letters.add(conn, reason="x", body=b"{", headers={})
+        modes = _modes(tmp_path, "private.db")
+    finally:
+        await store.close()
+    assert set(modes) >= {"private.db", "private.db-wal", "private.db-shm"}, modes
+    assert set(modes.values()) == {0o600}, {name: oct(m) for name, m in modes.items()}

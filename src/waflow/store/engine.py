@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -23,6 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+log = logging.getLogger("waflow.store")
 DEFAULT_URL = "sqlite+aiosqlite:///waflow.db"
 URL_ENV = "WAFLOW_DATABASE_URL"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -57,6 +59,20 @@ def normalize_url(url: str | URL) -> URL:
     )
 
 
+def _private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (it holds conversations and phone numbers); SQLite
+    gives its -wal and -shm files the database file's permissions. An existing file keeps its mode, with a
+    warning when others may read it (the operator may have chosen so)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            log.warning("database file %s is readable or writable by others (mode %o): chmod 600 it", path,
+                        mode & 0o777)
+
+
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -66,7 +82,7 @@ def create_engine(url: str | URL, *, echo: bool = False, pool_size: int | None =
     url = normalize_url(url)
     kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.get_backend_name() == "sqlite":
-        Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(url.database or ""))
         kwargs["async_creator"] = _sqlite_connector(url.database or "")
         if pool_size is not None:
             kwargs["pool_size"] = pool_size
