@@ -164,6 +164,10 @@ def configure_logging(
         lg.handlers.clear()
         lg.propagate = True
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    # Debug logging is for waflow's own lines: the drivers' statement logs carry message texts and phone
+    # numbers (the engines hide bound parameters too: `store.engine.create_engine`)
+    for name in ("sqlalchemy", "aiosqlite", "asyncpg", "hpack", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     return redactor
 
 

@@ -74,3 +74,19 @@ def test_parts_repr_hides_secrets(tmp_path: Path) -> None:
     text = repr(parts)
     for secret in ("EAA-secret-token", "app-secret-x", "verify-x"):
         assert secret not in text
+
+
+async def test_debug_logs_carry_no_stored_values(captured: io.StringIO, tmp_path: Path) -> None:
+    """At log level debug the drivers' statement logs (with their bound values: message texts, phone numbers)
+    stay out; waflow's own lines are what debug shows."""
+    from waflow.store import Store
+
+    configure_logging("json", "debug", stream=captured)
+    store = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'debug.db'}")
+    try:
+        await store.upgrade()
+        async with store.begin() as conn:
+            await store.dead_letters.add(conn, reason="my order code is zq-7731", body=b"{", headers={})
+    finally:
+        await store.close()
+    assert "zq-7731" not in captured.getvalue()

@@ -80,7 +80,10 @@ def _json_dumps(value: Any) -> str:
 def create_engine(url: str | URL, *, echo: bool = False, pool_size: int | None = None) -> AsyncEngine:
     """An `AsyncEngine` for `url`, set up for its dialect."""
     url = normalize_url(url)
-    kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+    # hide_parameters: bound values (message texts, phone numbers, tokens in a row) never reach a log line or an
+    # error's text; the statement itself still does
+    kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps, "json_deserializer": orjson.loads,
+                              "hide_parameters": True}
     if url.get_backend_name() == "sqlite":
         _private_file(Path(url.database or ""))
         kwargs["async_creator"] = _sqlite_connector(url.database or "")
