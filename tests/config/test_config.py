@@ -146,3 +146,15 @@ def test_cli_config_check_masks_secrets(files: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "app-secret-value" not in result.output and "the-verify-token" not in result.output
     assert "**********" in result.output
+
+
+def test_cli_config_check_masks_database_and_redis_passwords(files: Path) -> None:
+    text = ('store_url = "postgresql+asyncpg://waflow:pg-pass%2Fword@127.0.0.1:5432/test"\n'
+            'redis_url = "redis://:redis-pass-77@127.0.0.1:6379/0"\n' + NUMBER)
+    result = CliRunner().invoke(app, ["config", "check", "-c", str(write(files, text))])
+    assert result.exit_code == 0, result.output
+    assert "pg-pass" not in result.output and "redis-pass-77" not in result.output
+    assert "postgresql+asyncpg://waflow:***@127.0.0.1:5432/test" in result.output
+    assert "redis://:***@127.0.0.1:6379/0" in result.output
+    settings = load_settings(files / "waflow.toml")
+    assert {"pg-pass/word", "redis-pass-77"} <= set(settings.secret_values()), "the log redactor knows them"

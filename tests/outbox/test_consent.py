@@ -4,12 +4,14 @@ queued before the contact opted out (a real store, the emulator on a real socket
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from tests.outbox.conftest import PNID, OutboxEnv
 from waflow.outbox import campaign_progress, enqueue_campaign
 from waflow.outbox.consent import OPTED_OUT, Consent, refusal
 from waflow.store import utcnow
 
+PNID = "106540352242922"  # the emulator's number (conftest.PNID)
+OutboxEnv = Any  # conftest.OutboxEnv: test modules cannot import the conftest under importlib mode
 T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 STOP = Consent(opted_out=True, opted_out_at=T0, last_inbound_at=T0)  # the stop word is the last message
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 
-from waflow.cli import chat_cmd, db_cmd, demo_cmd, emulator_cmd, serve_cmd  # noqa: F401  (they register their commands)
+from waflow.cli import chat_cmd, db_cmd, demo_cmd, emulator_cmd, serve_cmd, token_cmd  # noqa: F401  (they register their commands)
 from waflow.cli.app import app
 
 # Modules of parts still being built: registered when they import cleanly.

@@ -142,7 +142,8 @@ def bulk(
                    TimeElapsedColumn())
         async with _dispatching(store, dispatch, rate):
             with Progress(*columns) as bar:
-                tasks = {k: bar.add_task(k, total=len(rows)) for k in ("sent", "delivered", "read", "failed", "skipped")}
+                shown = ("sent", "delivered", "read", "failed", "skipped")
+                tasks = {k: bar.add_task(k, total=len(rows)) for k in shown}
                 while True:
                     p = await campaign_progress(store, cid)
                     assert p is not None

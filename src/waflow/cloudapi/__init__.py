@@ -5,11 +5,22 @@
 - `validation` — the platform's limits, checked before any HTTP call (`MessageValidationError`).
 - `exceptions` — `CloudAPIError` and one subclass per `ErrorClass`, `NetworkError` / `SendTimeout`.
 - `tokens` — `TokenProvider` and static / env / file / callable implementations.
-- `errors` — the one error-code table (`ERROR_TABLE`, `ErrorClass`, `classify`).
+- `errors` — the one error-code table (`ERROR_TABLE`, `ErrorClass`, `classify`, `TokenProblem`).
+- `token_info` — `TokenAdmin`: `debug_token` (`TokenInfo`: type, app, expiry, scopes) and the token exchange.
 """
 
 from waflow.cloudapi.client import CloudAPIClient, Recipient, UserId
-from waflow.cloudapi.errors import ERROR_TABLE, ErrorClass, ErrorSpec, RetryScope, classify, spec_for
+from waflow.cloudapi.errors import (
+    ERROR_TABLE,
+    ErrorClass,
+    ErrorSpec,
+    RetryScope,
+    TokenProblem,
+    classify,
+    spec_for,
+    token_problem,
+    token_problem_text,
+)
 from waflow.cloudapi.exceptions import (
     CloudAPIError,
     CloudClientError,
@@ -72,6 +83,7 @@ from waflow.cloudapi.models import (
     Video,
 )
 from waflow.cloudapi.templates import TemplateCreated, TemplateDefinition, TemplateInfo, TemplatePage, TemplatesAPI
+from waflow.cloudapi.token_info import AppCredentialsError, ExchangedToken, GranularScope, TokenAdmin, TokenInfo
 from waflow.cloudapi.tokens import (
     CallableTokenProvider,
     EnvTokenProvider,
@@ -88,6 +100,7 @@ __all__ = [
     "DEFAULT_API_VERSION",
     "DEFAULT_BASE_URL",
     "ERROR_TABLE",
+    "AppCredentialsError",
     "Audio",
     "ButtonReply",
     "CallableTokenProvider",
@@ -113,7 +126,9 @@ __all__ = [
     "ErrorClass",
     "ErrorInfo",
     "ErrorSpec",
+    "ExchangedToken",
     "FileTokenProvider",
+    "GranularScope",
     "Image",
     "Interactive",
     "InteractiveAction",
@@ -157,7 +172,10 @@ __all__ = [
     "Text",
     "TextObject",
     "Timeouts",
+    "TokenAdmin",
     "TokenError",
+    "TokenInfo",
+    "TokenProblem",
     "TokenProvider",
     "TokenUnavailableError",
     "UnexpectedResponseError",
@@ -169,6 +187,8 @@ __all__ = [
     "classify_async_error",
     "parse_error_envelope",
     "spec_for",
+    "token_problem",
+    "token_problem_text",
     "validate_content",
     "validate_payload",
 ]

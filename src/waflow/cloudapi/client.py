@@ -15,6 +15,7 @@ import httpx
 import pydantic
 
 from waflow.canonical import OutboundMessage
+from waflow.cloudapi.errors import SCOPE_MESSAGING
 from waflow.cloudapi.exceptions import MessageValidationError, UnexpectedResponseError, error_info
 from waflow.cloudapi.media import DEFAULT_MAX_DOWNLOAD, MediaAPI
 from waflow.cloudapi.models import (
@@ -221,7 +222,7 @@ class CloudAPIClient:
         return await self._post_message(payload)
 
     async def _post_message(self, payload: dict[str, Any]) -> SendResult:
-        body = await self._transport.request_json("POST", self._messages_url, body=payload)
+        body = await self._transport.request_json("POST", self._messages_url, body=payload, scope=SCOPE_MESSAGING)
         try:
             return SendResult.model_validate(body)
         except ValueError:
@@ -409,7 +410,7 @@ class CloudAPIClient:
         if typing:
             payload["typing_indicator"] = {"type": "text"}
         validate_mark_read(payload)
-        body = await self._transport.request_json("POST", self._messages_url, body=payload)
+        body = await self._transport.request_json("POST", self._messages_url, body=payload, scope=SCOPE_MESSAGING)
         return bool(isinstance(body, Mapping) and body.get("success"))
 
     async def send_typing(self, message_id: str) -> bool:

@@ -4,6 +4,11 @@
 status, whether Meta reports it synchronously or in a status webhook) and to what a sender
 should do about it (its `ErrorClass` and a suggested retry delay). The client classifies
 errors with it; the emulator builds its error envelopes from it.
+
+Access-token problems are told apart here too (`token_problem`, `token_problem_text`): a token that
+expired (190 with subcode 463), a wrong one (190 without that subcode: malformed, revoked, another
+app's), a missing one (104), and one that lacks a permission (10: `whatsapp_business_messaging` to
+send, `whatsapp_business_management` for templates) each read as their own message.
 """
 
 from __future__ import annotations
@@ -74,7 +79,8 @@ ERROR_TABLE: dict[int, ErrorSpec] = {
         _spec(100, "Invalid parameter", 400, PERM,
               "The request included one or more unsupported or misspelled parameters."),
         _spec(104, "An access token is required to request this resource.", 401, TOKEN),
-        _spec(190, "Access token has expired", 401, TOKEN, "Error validating access token."),
+        _spec(190, "Invalid OAuth access token", 401, TOKEN,
+              "The access token is not valid: it is wrong, revoked or belongs to another app."),
         _spec(200, "Permissions error", 403, PERM, "The app lacks access to this WhatsApp Business Account."),
         _spec(368, "Temporarily blocked for policies violations", 403, PERM),
         _spec(80007, "Rate limit issues", 400, RETRY, "The WhatsApp Business Account has reached its rate limit.",
@@ -150,12 +156,37 @@ ERROR_TABLE: dict[int, ErrorSpec] = {
     )
 }
 
+# 190 by subcode (Graph's `error_subcode`): only 463 means the token's time ran out.
+EXPIRED_SUBCODE = 463
+SUBCODE_TABLE: dict[tuple[int, int], ErrorSpec] = {
+    (s.code, sub): s
+    for sub, s in (
+        (458, _spec(190, "App not installed", 401, TOKEN,
+                    "The user has not authorized the app: the token is not valid.")),
+        (460, _spec(190, "Access token invalidated", 401, TOKEN,
+                    "The session was invalidated (password changed or reset for security): the token is not valid.")),
+        (EXPIRED_SUBCODE, _spec(190, "Access token has expired", 401, TOKEN,
+                                "The access token's expiry time has passed: generate a new one.")),
+        (464, _spec(190, "Unconfirmed user", 401, TOKEN,
+                    "The token's user is not confirmed: the token is not valid.")),
+        (467, _spec(190, "Invalid access token", 401, TOKEN,
+                    "The access token is not valid: it is wrong, revoked or belongs to another app.")),
+        (492, _spec(190, "Invalid session", 401, TOKEN,
+                    "The token's user is no longer an admin of the asset: the token is not valid.")),
+    )
+}
+
 # Codes a sender should treat as throttling (back off, do not count against the message).
 THROTTLING_CODES: frozenset[int] = frozenset({4, 80007, 130429, 131048, 131056, 133016})
 
 
-def spec_for(code: int) -> ErrorSpec | None:
-    """The table entry for `code`, or None for a code the table does not know."""
+def spec_for(code: int, subcode: int | None = None) -> ErrorSpec | None:
+    """The table entry for `code` (and `subcode`, where it changes the meaning: 190/463 is an expired
+    token, 190 alone a wrong one), or None for a code the table does not know."""
+    if subcode is not None:
+        by_subcode = SUBCODE_TABLE.get((code, subcode))
+        if by_subcode is not None:
+            return by_subcode
     spec = ERROR_TABLE.get(code)
     if spec is None and 200 <= code <= 299:
         spec = ERROR_TABLE[200]
@@ -172,3 +203,64 @@ def classify(code: int, http_status: int | None = None) -> ErrorClass:
     if http_status == 401:
         return ErrorClass.TOKEN
     return ErrorClass.PERMANENT
+
+
+# -- access-token problems ---------------------------------------------------------------------
+
+SCOPE_MESSAGING = "whatsapp_business_messaging"
+SCOPE_MANAGEMENT = "whatsapp_business_management"
+WHATSAPP_SCOPES: tuple[str, ...] = (SCOPE_MESSAGING, SCOPE_MANAGEMENT)
+SCOPE_PURPOSE: dict[str, str] = {
+    SCOPE_MESSAGING: "to send messages and media",
+    SCOPE_MANAGEMENT: "to manage templates and read the number's settings",
+}
+PERMISSION_CODE = 10  # "Permission denied": the token lacks a permission (scope) the call needs
+
+
+class TokenProblem(enum.StrEnum):
+    """What is wrong with an access token, as an operator has to fix it."""
+
+    MISSING = "missing"  # 104: no token was sent
+    INVALID = "invalid"  # 190 (0) without subcode 463: wrong, malformed, revoked, another app's
+    EXPIRED = "expired"  # 190 with subcode 463: its time ran out
+    MISSING_SCOPE = "missing_scope"  # 10, or debug_token shows the scope is not granted
+
+
+def token_problem(code: int | None, subcode: int | None = None) -> TokenProblem | None:
+    """The token problem a Graph error stands for, or None when it is not about the token."""
+    if code == 190:
+        return TokenProblem.EXPIRED if subcode == EXPIRED_SUBCODE else TokenProblem.INVALID
+    if code == 0:
+        return TokenProblem.INVALID
+    if code == 104:
+        return TokenProblem.MISSING
+    if code == PERMISSION_CODE:
+        return TokenProblem.MISSING_SCOPE
+    return None
+
+
+def missing_scope_text(scope: str) -> str:
+    purpose = SCOPE_PURPOSE.get(scope, "for this call")
+    return (f"the access token lacks the {scope} permission, needed {purpose}: grant it to the token's "
+            "(system) user and generate a new token")
+
+
+def token_problem_text(
+    problem: TokenProblem, *, subcode: int | None = None, scope: str | None = None, expired_at: str | None = None
+) -> str:
+    """The operator-facing sentence for a token problem (never contains the token)."""
+    if problem is TokenProblem.EXPIRED:
+        when = f" on {expired_at}" if expired_at else ""
+        return (f"the access token has expired{when} (Graph error 190/463): generate a new one (a system user "
+                "token that never expires), or turn a user token into a long-lived one with `waflow token exchange`")
+    if problem is TokenProblem.INVALID:
+        spec = SUBCODE_TABLE.get((190, subcode)) if subcode is not None else None
+        if spec is not None:
+            why = f"190/{subcode}: {spec.title.lower()}"
+        else:
+            why = "190 without the expiry subcode: a wrong, malformed, revoked or another app's token"
+        return f"the access token is not valid (Graph error {why}): check the number's token setting"
+    if problem is TokenProblem.MISSING_SCOPE:
+        return missing_scope_text(scope) if scope else (
+            "the access token lacks a permission this call needs (Graph error 10)")
+    return "no access token was sent (Graph error 104)"

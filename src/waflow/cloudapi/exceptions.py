@@ -19,7 +19,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from waflow.cloudapi.errors import ErrorClass, RetryScope, classify, spec_for
+from waflow.cloudapi.errors import (
+    PERMISSION_CODE,
+    WHATSAPP_SCOPES,
+    ErrorClass,
+    RetryScope,
+    TokenProblem,
+    classify,
+    missing_scope_text,
+    spec_for,
+    token_problem,
+)
 
 
 class CloudClientError(Exception):
@@ -70,6 +80,12 @@ class ErrorInfo:
     retry_after_s: float | None = None
     scope: RetryScope = RetryScope.NUMBER
     max_attempts: int | None = None
+    missing_scope: str | None = None  # code 10: the permission the call needed (named by Graph or by the call)
+
+    @property
+    def token_problem(self) -> TokenProblem | None:
+        """Expired (190/463), invalid (190 otherwise), missing (104), missing scope (10), or None."""
+        return token_problem(self.code, self.subcode)
 
 
 class CloudAPIError(CloudClientError):
@@ -110,6 +126,10 @@ class CloudAPIError(CloudClientError):
     @property
     def max_attempts(self) -> int | None:
         return self.info.max_attempts
+
+    @property
+    def token_problem(self) -> TokenProblem | None:
+        return self.info.token_problem
 
 
 class RetryableError(CloudAPIError):
@@ -238,15 +258,20 @@ def error_info(
     user_message: str | None = None,
     is_transient: bool | None = None,
     retry_after_header: float | None = None,
+    needed_scope: str | None = None,
 ) -> ErrorInfo:
-    """Classify an error from its code (via the one table), falling back on the HTTP status."""
-    spec = spec_for(code) if code is not None else None
+    """Classify an error from its code (and subcode: 190/463 is an expired token, 190 alone a wrong one) via
+    the one table, falling back on the HTTP status. `needed_scope`: the permission the call needs, named in
+    the error when Graph answers code 10 (permission denied) without naming one."""
+    spec = spec_for(code, subcode) if code is not None else None
     if spec is not None:
         cls = spec.error_class
         retry_after = spec.retry_after_s
         scope = spec.scope
         max_attempts = spec.max_attempts
         title = title or spec.title
+        if not details and cls is ErrorClass.TOKEN:
+            details = spec.details  # "expired" or "wrong" says what to do: the row and the log show it
         details = details or ""
     else:
         cls = classify(code if code is not None else -1, http_status)
@@ -258,6 +283,12 @@ def error_info(
         max_attempts = 3 if cls is ErrorClass.RETRYABLE else None
     if retry_after_header is not None and cls is ErrorClass.RETRYABLE:
         retry_after = max(retry_after or 0.0, retry_after_header)
+    missing_scope = None
+    if code == PERMISSION_CODE:
+        named = [s for s in WHATSAPP_SCOPES if s in message or s in details]
+        missing_scope = named[0] if named else needed_scope
+        if missing_scope is not None and not details:
+            details = missing_scope_text(missing_scope)
     return ErrorInfo(
         code=code,
         message=message,
@@ -274,11 +305,12 @@ def error_info(
         retry_after_s=retry_after,
         scope=scope,
         max_attempts=max_attempts,
+        missing_scope=missing_scope,
     )
 
 
 def parse_error_envelope(
-    body: Any, http_status: int | None, *, retry_after_header: float | None = None
+    body: Any, http_status: int | None, *, retry_after_header: float | None = None, needed_scope: str | None = None
 ) -> ErrorInfo:
     """Turn a Graph error body (`{"error": {...}}`, already decoded) into an `ErrorInfo`.
 
@@ -304,6 +336,7 @@ def parse_error_envelope(
         user_message=_opt_str(err.get("error_user_msg")),
         is_transient=transient if isinstance(transient, bool) else None,
         retry_after_header=retry_after_header,
+        needed_scope=needed_scope,
     )
 
 

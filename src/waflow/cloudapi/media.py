@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Final
 
+from waflow.cloudapi.errors import SCOPE_MESSAGING
 from waflow.cloudapi.exceptions import MessageValidationError
 from waflow.cloudapi.models import ResponseModel, SuccessResult
 from waflow.cloudapi.transport import GraphTransport, MediaTooLargeError
@@ -93,11 +94,15 @@ class MediaAPI:
                 raise MessageValidationError("file", f"{len(data)} bytes, at most {limit} for {mime}")
         files = {"file": (filename or "file", data, mime)}
         form = {"messaging_product": "whatsapp", "type": mime}
-        body = await self._t.request_json("POST", f"{self._phone_number_id}/media", files=files, data=form)
+        body = await self._t.request_json(
+            "POST", f"{self._phone_number_id}/media", files=files, data=form, scope=SCOPE_MESSAGING
+        )
         return UploadResult.model_validate(body).id
 
     async def get_url(self, media_id: str) -> MediaInfo:
-        body = await self._t.request_json("GET", media_id, params={"phone_number_id": self._phone_number_id})
+        body = await self._t.request_json(
+            "GET", media_id, params={"phone_number_id": self._phone_number_id}, scope=SCOPE_MESSAGING
+        )
         return MediaInfo.model_validate(body)
 
     async def download_url(self, url: str, *, max_bytes: int | None = None) -> Media:
@@ -117,5 +122,7 @@ class MediaAPI:
         return media
 
     async def delete(self, media_id: str) -> bool:
-        body = await self._t.request_json("DELETE", media_id, params={"phone_number_id": self._phone_number_id})
+        body = await self._t.request_json(
+            "DELETE", media_id, params={"phone_number_id": self._phone_number_id}, scope=SCOPE_MESSAGING
+        )
         return SuccessResult.model_validate(body).success

@@ -8,6 +8,7 @@ from typing import Any, Final, Literal
 
 from pydantic import Field
 
+from waflow.cloudapi.errors import SCOPE_MANAGEMENT
 from waflow.cloudapi.exceptions import MessageValidationError
 from waflow.cloudapi.models import OpenWireModel, ResponseModel, SuccessResult
 from waflow.cloudapi.transport import GraphTransport
@@ -123,7 +124,9 @@ class TemplatesAPI:
                            ("category", category), ("language", language)):
             if value is not None:
                 params[key] = value
-        body = await self._t.request_json("GET", f"{self._waba()}/message_templates", params=params)
+        body = await self._t.request_json(
+            "GET", f"{self._waba()}/message_templates", params=params, scope=SCOPE_MANAGEMENT
+        )
         return TemplatePage.model_validate(body)
 
     async def iter_all(self, *, page_size: int = 100, **filters: str) -> AsyncIterator[TemplateInfo]:
@@ -139,11 +142,13 @@ class TemplatesAPI:
 
     async def create(self, definition: TemplateDefinition) -> TemplateCreated:
         definition.check()
-        body = await self._t.request_json("POST", f"{self._waba()}/message_templates", body=definition.wire())
+        body = await self._t.request_json(
+            "POST", f"{self._waba()}/message_templates", body=definition.wire(), scope=SCOPE_MANAGEMENT
+        )
         return TemplateCreated.model_validate(body)
 
     async def get(self, template_id: str, *, fields: str = DEFAULT_FIELDS) -> TemplateInfo:
-        body = await self._t.request_json("GET", template_id, params={"fields": fields})
+        body = await self._t.request_json("GET", template_id, params={"fields": fields}, scope=SCOPE_MANAGEMENT)
         return TemplateInfo.model_validate(body)
 
     async def status(self, template_id: str) -> str | None:
@@ -154,5 +159,7 @@ class TemplatesAPI:
         params = {"name": name}
         if template_id is not None:
             params["hsm_id"] = template_id
-        body = await self._t.request_json("DELETE", f"{self._waba()}/message_templates", params=params)
+        body = await self._t.request_json(
+            "DELETE", f"{self._waba()}/message_templates", params=params, scope=SCOPE_MANAGEMENT
+        )
         return SuccessResult.model_validate(body).success

@@ -216,8 +216,12 @@ class GraphTransport:
         params: Mapping[str, Any] | None = None,
         files: Any = None,
         data: Mapping[str, Any] | None = None,
+        scope: str | None = None,
     ) -> Any:
-        """Send an authenticated request and return the decoded JSON answer, or raise."""
+        """Send an authenticated request and return the decoded JSON answer, or raise.
+
+        `scope`: the permission the call needs (`whatsapp_business_messaging`, ...), named in the error when
+        Graph refuses it with code 10 (permission denied)."""
         url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.url(path_or_url)
         content = _encode_body(body) if body is not None else None
         token = await self._current_token()
@@ -227,7 +231,7 @@ class GraphTransport:
             if fresh is not None:
                 token = fresh
                 response = await self._send(method, url, fresh, content=content, params=params, files=files, data=data)
-        return self._decode(response, token, may_have_effect=method != "GET")
+        return self._decode(response, token, may_have_effect=method != "GET", scope=scope)
 
     async def _send(
         self,
@@ -261,7 +265,7 @@ class GraphTransport:
             else:
                 response = await request
         except (httpx.TransportError, TimeoutError) as exc:
-            raise _transport_error(exc, method, url) from None
+            raise transport_error(exc, method, url) from None
         finally:
             self._in_flight[lane] -= 1
         if logger.isEnabledFor(logging.DEBUG):
@@ -297,7 +301,7 @@ class GraphTransport:
         info = _error_of(response)
         return info.error_class is ErrorClass.TOKEN
 
-    def _decode(self, response: httpx.Response, token: str, *, may_have_effect: bool) -> Any:
+    def _decode(self, response: httpx.Response, token: str, *, may_have_effect: bool, scope: str | None = None) -> Any:
         status = response.status_code
         if status < 300:
             try:
@@ -311,7 +315,7 @@ class GraphTransport:
                 raise exc from None
             if not (isinstance(decoded, Mapping) and "error" in decoded):
                 return decoded
-        info = _redact(_error_of(response), token)
+        info = _redact(_error_of(response, scope), token)
         error = exception_for(info)
         if info.code is None and status in (502, 504) and may_have_effect:
             # A gateway gave up waiting on Graph, which may still have processed the request.
@@ -347,17 +351,17 @@ class GraphTransport:
                         chunks.append(chunk)
                     return b"".join(chunks), response.headers.get("content-type")
             except (httpx.TransportError, TimeoutError) as exc:
-                raise _transport_error(exc, "GET", url) from None
+                raise transport_error(exc, "GET", url) from None
         raise AssertionError("unreachable")
 
 
-def _error_of(response: httpx.Response) -> ErrorInfo:
+def _error_of(response: httpx.Response, scope: str | None = None) -> ErrorInfo:
     try:
         body = orjson.loads(response.content) if response.content else None
     except orjson.JSONDecodeError:
         body = None
     retry_after = _retry_after(response.headers.get("retry-after"))
-    return parse_error_envelope(body, response.status_code, retry_after_header=retry_after)
+    return parse_error_envelope(body, response.status_code, retry_after_header=retry_after, needed_scope=scope)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -382,7 +386,7 @@ def _path_of(url: str) -> str:
     return httpx.URL(url).path
 
 
-def _transport_error(exc: Exception, method: str, url: str) -> Exception:
+def transport_error(exc: Exception, method: str, url: str) -> Exception:
     """Map an httpx / asyncio failure to NetworkError with the right outcome flag."""
     where = f"{method} {_path_of(url)}"
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):

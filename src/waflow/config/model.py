@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +44,10 @@ class NumberSettings(_Section):
     waba_id: str | None = Field(None, description="its WhatsApp Business Account id (templates need it)")
     display_name: str | None = Field(None, max_length=256)
     token: SecretStr = Field(description="access token: env:VAR, file:/path, or the token itself (discouraged)")
+    app_id: str | None = Field(
+        None, description="the Meta app's id (App Dashboard > App settings > Basic): with app_secret, lets waflow "
+                          "check the token (`debug_token`) and exchange a user token for a long-lived one",
+    )
     app_secret: SecretStr = Field(description="the Meta app's secret that signs webhooks: env:, file: or literal")
     verify_token: SecretStr = Field(description="verify token of the webhook handshake: env:, file: or literal")
     throughput: float = Field(80.0, gt=0, le=1000, description="messages/s to this number's users, all processes")
@@ -50,7 +55,7 @@ class NumberSettings(_Section):
         None, description="messaging tier (TIER_250, TIER_1K, ..., TIER_UNLIMITED); unset: not counted locally"
     )
 
-    @field_validator("phone_number_id", "waba_id")
+    @field_validator("phone_number_id", "waba_id", "app_id")
     @classmethod
     def _digits(cls, value: str | None) -> str | None:
         if value is not None and not _DIGITS.match(value):
@@ -297,8 +302,35 @@ class Settings(BaseSettings):
             values += [number.app_secret.get_secret_value(), number.verify_token.get_secret_value()]
             with contextlib.suppress(SecretUnavailable):
                 values.append(resolve_secret(number.token.get_secret_value()))
+        values += [p for url in (self.store_url, self.redis_url) if url and (p := url_password(url))]
         return [v for v in values if v]
 
     def redacted(self) -> dict[str, Any]:
-        """The settings as JSON-able data with every secret masked (for `waflow config show`)."""
-        return self.model_dump(mode="json")
+        """The settings as JSON-able data with every secret masked (for `waflow config check`): secret fields,
+        and the passwords of the database and Redis URLs."""
+        data = self.model_dump(mode="json")
+        for key in ("store_url", "redis_url"):
+            if data.get(key):
+                data[key] = mask_url_password(data[key])
+        return data
+
+
+def url_password(url: str) -> str | None:
+    """The password in `scheme://user:password@host/...`, if any (percent-decoded)."""
+    try:
+        return urllib.parse.unquote(urllib.parse.urlsplit(url).password or "") or None
+    except ValueError:
+        return None
+
+
+def mask_url_password(url: str) -> str:
+    """`url` with its password replaced by `***` (a URL that does not parse is masked whole after the scheme)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return url.split("://", 1)[0] + "://***"
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

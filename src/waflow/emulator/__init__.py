@@ -22,7 +22,8 @@ Tests::
         emu.sends_by_callback_data()                  # {"outbox-1": 1, ...}: accepted exactly once?
 
 Handle (`EmulatorHandle`): `base_url`, `graph_url`, `config`, `faults`, `user()`, `sent()`, `message()`,
-`sends_by_callback_data()`, `advance_clock()`, `expire_token()`, `rotate_token()`, `set_callback()`,
+`sends_by_callback_data()`, `advance_clock()`, `expire_token()`, `rotate_token()`, `issue_token()` (a
+`SYSTEM_USER` or `USER` token with a lifetime and scopes), `revoke_token()`, `token_record()`, `set_callback()`,
 `webhook_modes()`, `webhook_attempts`, `webhooks_idle()`, `verify_callback()`, `add_template()`,
 `set_template_status()`, and `emulator` (the whole `Emulator`).
 
@@ -34,13 +35,18 @@ User (`SimulatedUser`): `send_text`, `send_image|video|audio|document|sticker` (
 
 The same levers are on the HTTP control plane under `/_emulator/` (see `control.py`), and
 `waflow emulator` runs it in the foreground.
+
+Tokens (`tokens.py`): `GET /debug_token` (as the app: `access_token=<app_id>|<app_secret>`), `GET|POST
+/oauth/access_token` (`client_credentials` → an app token; `fb_exchange_token` → a 60-day user token), expiry
+on the emulator's clock (190/463, sends included), 190 for an unknown token, 10 for a missing scope
+(`whatsapp_business_messaging` for sends and media, `whatsapp_business_management` for templates).
 """
 
 from __future__ import annotations
 
 from . import inbound
 from .app import EmulatorApp
-from .config import EmulatorConfig, StatusDelays, TemplateSeed
+from .config import EmulatorConfig, StatusDelays, TemplateSeed, TokenSeed
 from .core import Emulator
 from .faults import FaultSettings
 from .server import EmulatorHandle, run_emulator, serve_asgi
@@ -60,6 +66,7 @@ __all__ = [
     "SimulatedUser",
     "StatusDelays",
     "TemplateSeed",
+    "TokenSeed",
     "inbound",
     "run_emulator",
     "serve_asgi",

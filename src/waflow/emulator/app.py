@@ -19,7 +19,9 @@ import orjson
 from . import multipart
 from .control import control_app
 from .core import Emulator
+from .faults import Decision
 from .graph_errors import GraphError, param, unknown_object
+from .tokens import SCOPE_MANAGEMENT, SCOPE_MESSAGING, TokenRecord
 
 log = logging.getLogger("waflow.emulator.http")
 
@@ -91,7 +93,13 @@ class EmulatorApp:
             return
 
         body = await _read_body(receive, cfg.max_upload_bytes + 65536)
-        emu.tokens.check(_token(scope, query))
+        if parts in (["debug_token"], ["oauth", "access_token"]):
+            decision = emu.faults.decide(False)
+            if decision is not None and await self._fault(decision, receive, send):
+                return
+            await _respond(send, 200, self._token_endpoint(scope, parts, body, query))
+            return
+        record = emu.tokens.check(_token(scope, query))
         if not parts:
             raise param("Unknown path components.")
 
@@ -99,29 +107,20 @@ class EmulatorApp:
         decision = emu.faults.decide(is_messages)
         forced_failure: int | None = None
         if decision is not None:
-            if decision.latency_s:
-                await asyncio.sleep(decision.latency_s)
-            if decision.action == "drop":
-                await _drop(send)
-                return
-            if decision.action == "timeout":
-                await _hang(receive, cfg.hang_seconds)
-                await _respond(send, 504, GraphError(2, "Request timed out.").body())
-                return
-            if decision.action == "5xx":
-                await send({"type": "http.response.start", "status": 502,
-                            "headers": [(b"content-type", b"text/html")]})
-                await send({"type": "http.response.body", "body": _BAD_GATEWAY})
-                return
             if decision.action == "error":
+                if decision.latency_s:
+                    await asyncio.sleep(decision.latency_s)
                 err = emu.error_for_fault(decision.code)
                 if err is not None:
                     raise err
                 forced_failure = decision.code
+            elif await self._fault(decision, receive, send):
+                return
 
         if is_messages:
             if parts[0] != cfg.phone_number_id:
                 raise unknown_object(parts[0])
+            _need(record, SCOPE_MESSAGING, cfg.waba_id)
             if len(body) > cfg.max_body_bytes:
                 raise _TooLarge
             try:
@@ -132,11 +131,59 @@ class EmulatorApp:
                 payload = _form_payload(body, query)
             await _respond(send, 200, emu.send(parts[0], payload, forced_failure=forced_failure))
             return
-        result = await self._other(scope, method, parts, body, query)
+        result = await self._other(scope, method, parts, body, query, record)
         await _respond(send, 200, result)
 
+    async def _fault(self, decision: Decision, receive: Receive, send: Send) -> bool:
+        """Play an injected fault other than an error code; True when it answered (or dropped) the request."""
+        if decision.latency_s:
+            await asyncio.sleep(decision.latency_s)
+        if decision.action == "drop":
+            await _drop(send)
+            return True
+        if decision.action == "timeout":
+            await _hang(receive, self.emu.config.hang_seconds)
+            await _respond(send, 504, GraphError(2, "Request timed out.").body())
+            return True
+        if decision.action == "5xx":
+            await send({"type": "http.response.start", "status": 502,
+                        "headers": [(b"content-type", b"text/html")]})
+            await send({"type": "http.response.body", "body": _BAD_GATEWAY})
+            return True
+        if decision.action == "error":
+            err = self.emu.error_for_fault(decision.code)
+            if err is not None:
+                raise err
+        return False
+
+    def _token_endpoint(self, scope: Scope, parts: list[str], body: bytes,
+                        query: dict[str, list[str]]) -> dict[str, Any]:
+        """`GET /debug_token` (authenticated as the app) and `GET|POST /oauth/access_token`."""
+        tokens = self.emu.tokens
+        params = _form_payload(body, {}) if _form(scope) and body else {}
+        params = {k: v[0] for k, v in query.items()} | {k: str(v) for k, v in params.items()}
+        if parts == ["debug_token"]:
+            viewer = _token(scope, query)
+            if not viewer:
+                raise GraphError(104, None, message="An access token is required to request this resource.",
+                                 http_status=401)
+            if not tokens.is_app_token(viewer):
+                if "|" in viewer:  # an app token with a wrong app id or secret
+                    raise GraphError(190, None, message="Invalid OAuth access token signature.", http_status=400)
+                tokens.check(viewer)  # a valid token of the app may look at tokens too
+            return {"data": tokens.debug(params.get("input_token"))}
+        grant = params.get("grant_type")
+        client_id, secret = params.get("client_id"), params.get("client_secret")
+        if grant == "client_credentials":
+            return {"access_token": tokens.app_token(client_id, secret), "token_type": "bearer"}
+        if grant == "fb_exchange_token":
+            record = tokens.exchange(client_id, secret, params.get("fb_exchange_token"))
+            expires_in = int(record.expires_at - self.emu.clock.now())
+            return {"access_token": record.value, "token_type": "bearer", "expires_in": expires_in}
+        raise GraphError(100, None, message="(#100) grant_type must be client_credentials or fb_exchange_token")
+
     async def _other(self, scope: Scope, method: str, parts: list[str], body: bytes,
-                     query: dict[str, list[str]]) -> dict[str, Any]:
+                     query: dict[str, list[str]], record: TokenRecord | None) -> dict[str, Any]:
         emu = self.emu
         cfg = emu.config
         obj = parts[0]
@@ -145,16 +192,19 @@ class EmulatorApp:
             if edge == "media" and method == "POST":
                 if obj != cfg.phone_number_id:
                     raise unknown_object(obj)
+                _need(record, SCOPE_MESSAGING, cfg.waba_id)
                 return await self._upload(scope, body)
             if edge == "message_templates":
                 if obj != cfg.waba_id:
                     raise unknown_object(obj, method.lower())
+                _need(record, SCOPE_MANAGEMENT, cfg.waba_id)
                 return self._templates(method, body, query)
             raise unknown_object(obj, method.lower())
         if len(parts) != 1:
             raise param("Unknown path components.")
         media = emu.media.get(obj)
         if media is not None:
+            _need(record, SCOPE_MESSAGING, cfg.waba_id)
             phone = _first(query, "phone_number_id")
             if phone is not None and media.phone_number_id and phone != media.phone_number_id:
                 raise unknown_object(obj, method.lower())
@@ -176,6 +226,7 @@ class EmulatorApp:
             raise unknown_object(obj, method.lower())
         template = emu.templates.get(obj)
         if template is not None:
+            _need(record, SCOPE_MANAGEMENT, cfg.waba_id)
             if method == "GET":
                 fields = _first(query, "fields")
                 return template.as_json(set(fields.split(",")) if fields else None)
@@ -184,6 +235,7 @@ class EmulatorApp:
                 return {"success": True}
             raise unknown_object(obj, method.lower())
         if obj == cfg.phone_number_id and method == "GET":
+            _need(record, SCOPE_MANAGEMENT, cfg.waba_id)
             return {
                 "verified_name": cfg.verified_name,
                 "display_phone_number": cfg.display_phone_number,
@@ -194,6 +246,7 @@ class EmulatorApp:
                 "platform_type": "CLOUD_API",
             }
         if obj == cfg.waba_id and method == "GET":
+            _need(record, SCOPE_MANAGEMENT, cfg.waba_id)
             return {"id": cfg.waba_id, "name": cfg.verified_name, "currency": "USD", "timezone_id": "1",
                     "message_template_namespace": "emulator_namespace"}
         raise unknown_object(obj, method.lower())
@@ -269,6 +322,17 @@ class EmulatorApp:
 
 
 # -- helpers -------------------------------------------------------------------------------
+def _need(record: TokenRecord | None, scope: str, waba_id: str) -> None:
+    """The token must carry `scope` (code 10 otherwise) and reach the WABA (code 200 otherwise).
+    None: an app token, which carries no WhatsApp scope."""
+    if record is None or scope not in record.scopes:
+        raise GraphError(10, None, message=f"(#10) Requires {scope} permission to manage the object",
+                         http_status=403)
+    if record.targets and waba_id not in record.targets:
+        raise GraphError(200, None, message="(#200) You do not have the necessary permissions required to use "
+                         f"WhatsApp Business Account {waba_id}", http_status=403)
+
+
 async def _respond(send: Send, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
     body = orjson.dumps(payload)
     hdrs = list(_JSON)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +33,18 @@ class TemplateSeed(BaseModel):
     waba_id: str | None = None  # default: the configured WABA
 
 
+class TokenSeed(BaseModel):
+    """A token known when the emulator starts, of a kind and lifetime (`issued_tokens`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(repr=False)
+    type: Literal["SYSTEM_USER", "USER"] = "SYSTEM_USER"
+    expires_in_s: float | None = Field(None, gt=0, description="None: never (system user) / 24 h (user)")
+    scopes: list[str] | None = None  # None: business_management and both WhatsApp scopes
+    targets: list[str] | None = None  # WABA ids the WhatsApp scopes reach; None: the configured WABA
+
+
 class EmulatorConfig(BaseModel):
     """One emulator run. Secrets are excluded from repr so they never reach logs."""
 
@@ -43,8 +55,11 @@ class EmulatorConfig(BaseModel):
     verified_name: str = "Waflow Test"
     waba_id: str = "102290129340398"
     app_id: str = "1234567890123456"
+    app_name: str = "Waflow Emulator App"
 
+    # never-expiring system-user tokens with every scope; `issued_tokens` for other kinds and lifetimes
     access_tokens: list[str] = Field(default_factory=lambda: ["EAAtest-waflow-emulator-token"], repr=False)
+    issued_tokens: list[TokenSeed] = Field(default_factory=list, repr=False)
     app_secret: str = Field(default="emulator-app-secret", repr=False)
     verify_token: str = Field(default="emulator-verify-token", repr=False)
     callback_url: str | None = None

@@ -37,7 +37,9 @@ class ConfigPatch(BaseModel):
 
 
 def public_config(emu: Emulator) -> dict[str, Any]:
-    return emu.config.model_dump(exclude={"access_tokens", "app_secret", "verify_token", "templates"})
+    return emu.config.model_dump(
+        exclude={"access_tokens", "issued_tokens", "app_secret", "verify_token", "templates"}
+    )
 
 
 def control_app(emu: Emulator) -> Starlette:
@@ -112,7 +114,24 @@ def control_app(emu: Emulator) -> Starlette:
         if action == "add" and data.get("token"):
             emu.tokens.add(str(data["token"]))
             return JSONResponse({"success": True})
-        raise _Bad("unknown token action")
+        if action == "issue":
+            scopes, targets = data.get("scopes"), data.get("targets")
+            expires_in = data.get("expires_in_s")
+            try:
+                record = emu.tokens.issue(
+                    str(data.get("type", "SYSTEM_USER")),
+                    expires_in=float(expires_in) if expires_in is not None else None,
+                    scopes=[str(s) for s in scopes] if isinstance(scopes, list) else None,
+                    targets=[str(t) for t in targets] if isinstance(targets, list) else None,
+                )
+            except (TypeError, ValueError) as e:
+                raise _Bad(str(e)) from None
+            return JSONResponse({"access_token": record.value, "type": record.type,
+                                 "expires_at": int(record.expires_at)})
+        if action == "revoke" and data.get("token"):
+            emu.tokens.revoke(str(data["token"]))
+            return JSONResponse({"success": True})
+        raise _Bad("unknown token action (expire, rotate, add, issue, revoke)")
 
     async def user_messages(request: Request) -> Response:
         wa_id = request.path_params["wa_id"]

@@ -31,7 +31,7 @@ class Emulator:
         self.config = config
         self.clock = Clock()
         self.state = EmulatorState()
-        self.tokens = TokenStore(config.access_tokens)
+        self.tokens = TokenStore(config, self.clock.now)
         self.limits = Limits(self.clock.now)
         self.faults = Faults(config.seed)
         self.media = MediaStore()

@@ -16,6 +16,7 @@ from .core import Emulator
 from .faults import Faults
 from .state import OutboundMessage
 from .templates import Template
+from .tokens import TokenRecord
 from .users import SimulatedUser
 from .webhooks import Attempt, DeliveryModes, verify_handshake
 
@@ -67,6 +68,19 @@ class EmulatorHandle:
     def rotate_token(self, *, expire_old: bool = True) -> str:
         """A new valid token (returned); by default every previous token expires."""
         return self.emulator.tokens.rotate(expire_old)
+
+    def issue_token(self, type: str = "SYSTEM_USER", *, expires_in: float | None = None,
+                    scopes: list[str] | None = None, targets: list[str] | None = None) -> str:
+        """A new token of a kind (`SYSTEM_USER`: never expires unless `expires_in`; `USER`: 24 h unless
+        `expires_in`), with `scopes` (default: every WhatsApp scope) on `targets` (default: the WABA)."""
+        return self.emulator.tokens.issue(type, expires_in=expires_in, scopes=scopes, targets=targets).value
+
+    def revoke_token(self, token: str) -> None:
+        """The token is invalidated (190/460), as after a password change."""
+        self.emulator.tokens.revoke(token)
+
+    def token_record(self, token: str) -> TokenRecord | None:
+        return self.emulator.tokens.get(token)
 
     # -- webhooks --------------------------------------------------------------------------
     def set_callback(self, url: str | None) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -24,6 +24,15 @@ def api_context(parts: Parts) -> ApiContext:
     async def refresh() -> None:
         await metrics.refresh_gauges(parts)
 
+    ready_checks: dict[str, Callable[[], Awaitable[str | None]]] = {}
+    watch = parts.token_watch
+    if watch is not None:
+
+        async def access_token() -> str | None:
+            return watch.readiness()
+
+        ready_checks["access_token"] = access_token
+
     return ApiContext(
         store=parts.store,
         clients=parts.clients,
@@ -31,6 +40,7 @@ def api_context(parts: Parts) -> ApiContext:
         notify_outbox=parts.notify_outbox,
         public_metrics=settings.api.public_metrics,
         refresh_gauges=refresh,
+        ready_checks=ready_checks,
     )
 
 

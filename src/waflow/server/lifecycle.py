@@ -1,9 +1,9 @@
 """Starting and stopping the parts in order; stopping is bounded and leaves unfinished work to the rows.
 
 Start: migrate an empty or old database → deploy `flows_dir` → webhook writer (+ status processor) →
-dispatchers → engine → timers. Stop (after the HTTP server stopped taking requests and answered the ones
-in flight): webhook writer (its commits are already durable) → timers → engine (a round in progress
-rolls back: its events stay pending) → dispatchers (sends in flight finish and their outcomes commit;
+dispatchers → engine → timers → token watch. Stop (after the HTTP server stopped taking requests and answered
+the ones in flight): token watch → webhook writer (its commits are already durable) → timers → engine (a round
+in progress rolls back: its events stay pending) → dispatchers (sends in flight finish and their outcomes commit;
 queued rows stay queued) → status processor → clients, limiters, store. Each stage gets what is left of
 `shutdown_timeout_s`; a stage that overruns is cancelled — whatever it held is recovered from the rows
 by the next process (expired leases, pending events).
@@ -59,6 +59,8 @@ class Lifecycle:
             parts.engine.start()
         if parts.timers is not None:
             parts.timers.start()
+        if parts.token_watch is not None:
+            parts.token_watch.start()
         self.started = True
         log.info(
             "waflow %s started: numbers %s, store %s, %d dispatcher(s), engine %s",
@@ -74,6 +76,8 @@ class Lifecycle:
         budget = parts.settings.server.shutdown_timeout_s if timeout is None else timeout
         deadline = time.monotonic() + budget
         stages: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        if parts.token_watch is not None:
+            stages.append(("token watch", parts.token_watch.stop))
         if parts.receiver is not None:
             stages.append(("webhook writer", parts.receiver.stop))
         if parts.timers is not None:

@@ -1,8 +1,8 @@
 """The composition: every part of a waflow process, built from the settings (no I/O here).
 
-`build_parts(settings, role)`: role `serve` has the webhook endpoint (with its status processor) and, unless
-turned off in `[server]`, the engine, the timer scheduler and the dispatchers; role `worker` has the engine,
-the timer scheduler, the dispatchers and a status processor — no HTTP endpoint.
+`build_parts(settings, role)`: role `serve` has the webhook endpoint (with its status processor), the access
+token watch and, unless turned off in `[server]`, the engine, the timer scheduler and the dispatchers; role
+`worker` has the engine, the timer scheduler, the dispatchers and a status processor — no HTTP endpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from waflow.engine.runtime.config import Command, CommandAction, EngineConfig, d
 from waflow.engine.runtime.timers import TimerScheduler
 from waflow.engine.runtime.worker import EngineWorker
 from waflow.outbox import DispatcherConfig, Limiters, OutboxDispatcher, RetryPolicy, make_limiters
+from waflow.server.token_watch import Clock, TokenWatch
 from waflow.server.wiring import connect
 from waflow.store import Store
 from waflow.webhooks import NumberConfig, StatusProcessor, WebhookConfig, WebhookReceiver
@@ -37,6 +38,7 @@ class Parts:
     status_processor: StatusProcessor | None = None
     engine: EngineWorker | None = None
     timers: TimerScheduler | None = None
+    token_watch: TokenWatch | None = None  # `serve` only: checks each number's token at start and daily
 
     def notify_outbox(self) -> None:
         for dispatcher in self.dispatchers:
@@ -111,7 +113,10 @@ def make_dispatchers(settings: Settings, store: Store, clients: dict[str, CloudA
     return out
 
 
-def build_parts(settings: Settings, role: Role = "serve", *, store: Store | None = None) -> Parts:
+def build_parts(
+    settings: Settings, role: Role = "serve", *, store: Store | None = None, token_clock: Clock | None = None
+) -> Parts:
+    """`token_clock`: the time the token watch runs on (tests pass a `ManualClock`)."""
     store = store or Store.open(settings.store_url)
     clients = {n.phone_number_id: make_client(settings, n) for n in settings.numbers}
     limiters = make_limiters(settings.redis_url)
@@ -120,6 +125,7 @@ def build_parts(settings: Settings, role: Role = "serve", *, store: Store | None
     if role == "serve":
         config = webhook_config(settings, status_processor=True)
         parts.receiver = WebhookReceiver(config, store, path=settings.server.webhook_path)
+        parts.token_watch = TokenWatch(settings, clock=token_clock)
     else:
         parts.status_processor = StatusProcessor(store)
     if role == "worker" or settings.server.run_dispatcher:

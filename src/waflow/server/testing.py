@@ -1,4 +1,5 @@
-"""`waflow serve` as a separate process against an in-process emulator (tests and `bench/e2e_*`)."""
+"""`waflow serve` as a separate process against an in-process emulator (tests and `bench/e2e_*`), and a
+`ManualClock` for the parts that take one (the token watch)."""
 
 from __future__ import annotations
 
@@ -39,9 +40,11 @@ def _toml(value: Any) -> str:
 
 def write_config(folder: Path, emulator: EmulatorHandle, *, port: int, flows_dir: Path | None = None,
                  server: Mapping[str, Any] | None = None, top: Mapping[str, Any] | None = None,
-                 store_url: str | None = None, sections: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+                 store_url: str | None = None, sections: Mapping[str, Mapping[str, Any]] | None = None,
+                 number: Mapping[str, Any] | None = None) -> Path:
     """A waflow.toml for a serve process talking to `emulator` (token in a file, secret from the emulator).
-    `store_url`: default a SQLite file in `folder`; `sections`: more tables (`{"outbox": {"lease_s": 6}}`)."""
+    `store_url`: default a SQLite file in `folder`; `sections`: more tables (`{"outbox": {"lease_s": 6}}`);
+    `number`: more settings of the number (`{"app_id": emulator.config.app_id}`)."""
     cfg = emulator.config
     token = folder / "access-token"
     token.write_text(cfg.access_token)
@@ -56,11 +59,43 @@ def write_config(folder: Path, emulator: EmulatorHandle, *, port: int, flows_dir
     lines += ["", "[[numbers]]", f"phone_number_id = {_toml(cfg.phone_number_id)}", f"waba_id = {_toml(cfg.waba_id)}",
               f"token = {_toml(f'file:{token}')}", f"app_secret = {_toml(cfg.app_secret)}",
               f"verify_token = {_toml(cfg.verify_token)}", f"throughput = {cfg.throughput_mps}"]
+    lines += [f"{k} = {_toml(v)}" for k, v in (number or {}).items()]
     for name, table in (sections or {}).items():
         lines += ["", f"[{name}]", *(f"{k} = {_toml(v)}" for k, v in table.items())]
     path = folder / "waflow.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+class ManualClock:
+    """A clock for the token watch (`build_parts(..., token_clock=clock)`) that moves only when told to:
+    `advance(days=1)` wakes whatever sleeps past the new time, so a test skips a day without sleeping."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self._now = time.time() if start is None else start
+        self._moved = asyncio.Event()
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, *, seconds: float = 0, hours: float = 0, days: float = 0) -> None:
+        step = seconds + 3600 * hours + 86400 * days
+        if step < 0:
+            raise ValueError("the clock only moves forward")
+        self._now += step
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
+    async def sleep(self, seconds: float, wake: asyncio.Event) -> None:
+        until = self._now + max(0.0, seconds)
+        while self._now < until and not wake.is_set():
+            moved = asyncio.ensure_future(self._moved.wait())
+            woken = asyncio.ensure_future(wake.wait())
+            try:
+                await asyncio.wait({moved, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                moved.cancel()
+                woken.cancel()
 
 
 class ServeProcess:
