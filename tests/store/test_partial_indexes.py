@@ -216,7 +216,17 @@ CASES: dict[str, Case] = {
         (CLAIMABLE,),
         QUEUED,
         rows=1,
-        pick="FROM outbound_messages",
+        pick="FROM outbound_messages \nWHERE",
+        pg_indexes=(),
+    ),
+    # (revision 0010) the claim's UPDATE probes for an earlier row of the recipient still in flight: only leased
+    # rows, never the recipient's whole history
+    "outbox.claim_due(in flight)": Case(
+        lambda s, c, _: s.outbox.claim_due(c, "test", limit=10, lease=_one_hour()),
+        ("ix_outbound_messages_in_flight",),
+        "claimed_until IS NOT NULL",
+        rows=1,
+        pick="AS in_flight",
         pg_indexes=(),
     ),
     "outbox.claim_due(numbers)": Case(
@@ -224,7 +234,7 @@ CASES: dict[str, Case] = {
         (CLAIMABLE,),
         QUEUED,
         rows=1,
-        pick="FROM outbound_messages",
+        pick="FROM outbound_messages \nWHERE",
         pg_indexes=(),
     ),
     "engine.load_active": Case(

@@ -441,6 +441,8 @@ class OutboxDispatcher:
             now_row = await self.store.outbox.get(conn, outbound_id)
         if now_row is None or now_row.status is not DeliveryStatus.QUEUED or now_row.provider_message_id:
             metrics.MESSAGES.labels("settled_by_status").inc()
+            # the lease ends now (the recorder clears it on a settled row), so the recipient's next row goes on
+            self._submit(Requeue(outbound_id, utcnow(), "settled"))
             return False  # a status webhook said the first send went out: it stays the only one
         return True
 

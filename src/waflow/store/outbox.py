@@ -289,6 +289,20 @@ def _earlier_queued() -> Any:
     )
 
 
+def _earlier_in_flight(now: datetime) -> Any:
+    """An earlier row of the same recipient is still leased (a send in flight), whatever its status: a resend
+    after an unknown outcome that a late status settled while its HTTP call runs leaves `queued`, and the next
+    row must still wait for that call (a range of `ix_outbound_messages_in_flight`, revision 0010)."""
+    earlier = outbound_messages.alias("in_flight")
+    return exists().where(
+        earlier.c.phone_number_id == outbound_messages.c.phone_number_id,
+        earlier.c.contact_key == outbound_messages.c.contact_key,
+        earlier.c.claimed_until.is_not(None),
+        earlier.c.claimed_until > now,
+        earlier.c.id < outbound_messages.c.id,
+    )
+
+
 Lane = tuple[str, int | None]  # (phone_number_id, campaign_id or None): one range of `ix_outbound_messages_claimable`
 
 
@@ -416,7 +430,8 @@ class DispatchQueries:
            from each lane in turn, not by due_at, so campaigns started together advance together, and the
            turn carries over to the next claim. A claim that transactional rows fill reads no campaign lane.
 
-        Only queue heads are ever taken, so per-recipient order holds whatever the priority. The cost is at
+        Only queue heads are ever taken, and none while an earlier row of its recipient is still leased (a send
+        in flight that a status settled meanwhile), so per-recipient order holds whatever the priority. The cost is at
         most (numbers + 2 x running campaigns) index ranges, each stopped at `limit`, never the queue's length.
         The rows come back in that priority order (replies first), the order the dispatcher hands them to its
         limiter. PostgreSQL: each lane's pick is `FOR UPDATE SKIP LOCKED`, so concurrent dispatchers take
@@ -438,7 +453,7 @@ class DispatchQueries:
         if not ids:
             return []
         rank = {oid: i for i, oid in enumerate(ids)}
-        stmt = update(o).where(o.c.id.in_(sorted(ids)))
+        stmt = update(o).where(o.c.id.in_(sorted(ids)), ~_earlier_in_flight(now))
         if is_postgres(conn):
             # two first rows of an empty queue enqueued at once may both be marked (see revision 0006): take
             # only the one with no earlier queued row (one index probe each; SQLite has one writer, no race)
@@ -564,6 +579,15 @@ class DispatchQueries:
                 .values(values)
             )
             await conn.execute(stmt, params_list)
+        # A row a status settled while we held it (a resend whose first send was accepted after all) is no longer
+        # queued: its lease ends here all the same, so its recipient's next row may be claimed now, not when the
+        # lease runs out (`claim_due` waits for earlier leased rows).
+        await conn.execute(
+            update(o)
+            .where(o.c.id == bindparam("b_id"), o.c.claimed_by == claimer, o.c.status != "queued")
+            .values(claimed_by=None, claimed_until=None),
+            [{"b_id": item.outbound_id} for item in items],
+        )
 
     async def recipients(
         self, conn: AsyncConnection, phone_number_id: str, keys: Iterable[str]

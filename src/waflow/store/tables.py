@@ -544,3 +544,14 @@ Index(
 # ---- revision 0009 (scoped statuses) ----
 # The number a status webhook named: a status is applied only to a message of that number (`store/statuses.py`).
 status_events.append_column(Column("phone_number_id", String(64), nullable=True))
+
+# ---- revision 0010 (sends in flight) ----
+# leased rows per recipient: the claim leaves a head alone while an earlier row of its recipient is in flight
+Index(
+    "ix_outbound_messages_in_flight",
+    outbound_messages.c.phone_number_id,
+    outbound_messages.c.contact_key,
+    outbound_messages.c.id,
+    sqlite_where=text("claimed_until IS NOT NULL"),
+    postgresql_where=text("claimed_until IS NOT NULL"),
+)

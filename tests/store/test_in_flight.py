@@ -1,0 +1,52 @@
+"""Per-recipient order when a status settles a row while its (re)send is in flight: the next row of that
+recipient is not claimed until the lease ends (the recorder's release, or the lease running out)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from waflow.store import Store
+from waflow.store.outbox import Acceptance, Release
+from waflow.store.types import utcnow
+
+from .helpers import PNID, status, text_out
+
+LEASE = timedelta(minutes=1)
+TO = "346009"
+
+
+async def test_the_next_row_waits_for_a_settled_row_still_in_flight(store: Store) -> None:
+    repo = store.outbox
+    async with store.begin() as conn:
+        first = await repo.enqueue(conn, PNID, text_out("first", TO), contact_key=TO, business_initiated=False)
+        second = await repo.enqueue(conn, PNID, text_out("second", TO), contact_key=TO, business_initiated=False)
+    now = utcnow() + timedelta(seconds=1)
+    async with store.begin() as conn:
+        assert [r.record.id for r in await repo.claim_due(conn, "d1", limit=10, lease=LEASE, now=now)] == [first]
+    async with store.begin() as conn:  # the first send's late status (matched by its callback data) settles it
+        await store.statuses.apply_many(conn, [status("wamid.first", "sent", callback=f"wf:{first}")])
+        assert (await repo.get(conn, first)).status.value == "sent"  # type: ignore[union-attr]
+    async with store.begin() as conn:  # ... while the resend's HTTP call still runs: the second row waits
+        assert await repo.claim_due(conn, "d2", limit=10, lease=LEASE, now=now) == []
+        assert await repo.any_due(conn, now=now), "it is the head, due: only the lease before it holds it"
+    async with store.begin() as conn:  # the resend was accepted too: a conflict, released, the lease ends
+        done = await repo.record_accepted_many(conn, [Acceptance(first, "wamid.resent", now)])
+        assert done.conflicts == {first: "wamid.first"}
+        await repo.release_many(conn, "d1", [Release(first, now, None)])
+        got = await repo.claim_due(conn, "d2", limit=10, lease=LEASE, now=now)
+    assert [r.record.id for r in got] == [second]
+
+
+async def test_a_dead_dispatchers_lease_holds_the_next_row_only_until_it_expires(store: Store) -> None:
+    repo = store.outbox
+    async with store.begin() as conn:
+        first = await repo.enqueue(conn, PNID, text_out("first", TO), contact_key=TO, business_initiated=False)
+        second = await repo.enqueue(conn, PNID, text_out("second", TO), contact_key=TO, business_initiated=False)
+    now = utcnow() + timedelta(seconds=1)
+    async with store.begin() as conn:
+        await repo.claim_due(conn, "dead", limit=10, lease=LEASE, now=now)
+        await store.statuses.apply_many(conn, [status("wamid.first", "delivered", callback=f"wf:{first}")])
+    async with store.begin() as conn:
+        assert await repo.claim_due(conn, "d2", limit=10, lease=LEASE, now=now + LEASE / 2) == []
+        later = await repo.claim_due(conn, "d2", limit=10, lease=LEASE, now=now + LEASE + timedelta(seconds=1))
+    assert [r.record.id for r in later] == [second]
