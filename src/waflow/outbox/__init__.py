@@ -32,9 +32,8 @@ The unknown-outcome rule — "never twice, never out of order", and where that c
   waflow process within the grace (all were down longer than Meta kept retrying, or Meta delayed them past
   the grace): the message arrives twice, the copies back to back (the recipient's later messages wait
   for the resend). If its status arrives during the resend's own HTTP call, both are accepted (the second
-  acceptance is logged, "already has provider id"), and the row leaving the queue lets the recipient's
-  next message be claimed before that call returns: the one case where a later message may reach Meta
-  before the copy.
+  acceptance is logged, "already has provider id"); the row leaves the queue, but the recipient's next
+  message is not claimed while the row is still leased (in flight), so it still leaves after the copy.
 
 Consent: `consent` holds the one rule of what may reach a contact who opted out; the dispatcher asks it for
 every row just before the send, `enqueue_message` (API, CLI), the engine's flow start and agent replies ask it
