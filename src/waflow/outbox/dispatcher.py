@@ -15,8 +15,9 @@ Per claimed row, in order: unknown-outcome budget → consent (`consent.refusal`
 nothing but answers in a conversation they started; refused rows fail with class `opted_out`) → 24 h window
 (fallback template or fail 131047) → template check against the `templates` cache → messaging tier (business-
 initiated only; `waiting_reason 'tier'`) → pair limiter (skip the recipient, `'pair'`) → throughput limiter
-(sleep until the slot; shared through Redis across processes) → send with `biz_opaque_callback_data = wf:<id>` →
-outcome (see `retry`)."""
+(sleep until the slot; shared through Redis across processes) → send gate (`limits.SendGate`: at most the rate in
+any sliding second, asked right before the send, so a late wake-up waits instead of bunching) → send with
+`biz_opaque_callback_data = wf:<id>` → outcome (see `retry`)."""
 
 from __future__ import annotations
 
@@ -406,12 +407,15 @@ class OutboxDispatcher:
             # instead of waiting out the lease and the unknown-outcome grace of a row that never left.
             self._submit(Requeue(rec.id, now, "shutdown", fallback_used=fallback_used))
             return
-        metrics.LIMITER_WAIT.observe(time.perf_counter() - waited)
         if time.monotonic() - item.claimed_at > CONSENT_RECHECK_S and (refused := await self._refusal_now(rec)):
             self._submit(Failed(rec.id, None, OPTED_OUT, refused, fallback_used=fallback_used))
             metrics.MESSAGES.labels(OPTED_OUT).inc()
             return
-        await self._send(client, item, message, fallback_used, failures)
+        if not await self._gate(rec.phone_number_id):
+            self._submit(Requeue(rec.id, now, "shutdown", fallback_used=fallback_used))
+            return
+        metrics.LIMITER_WAIT.observe(time.perf_counter() - waited)
+        await self._send(client, item, message, fallback_used, failures)  # nothing awaited between gate and send
 
     async def _refusal_now(self, rec: OutboundRecord) -> str | None:
         """The consent rule on the row's contact as it is now (one index lookup)."""
@@ -484,6 +488,17 @@ class OutboxDispatcher:
             return False
         finally:
             self._waiting_slot.discard(task)
+        return True
+
+    async def _gate(self, phone_number_id: str) -> bool:
+        """The cap at the moment of sending (`limits.SendGate`): a task woken late waits here instead of bunching
+        with punctual ones; asked last, so nothing is awaited between it and the request. False: stopping."""
+        while (wait := await self.limiters.gate.admit(phone_number_id, self.config.rate_per_s)) > 0:
+            metrics.GATE_WAITS.inc()
+            if self._stopping.is_set():
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait)
         return True
 
     async def _send(

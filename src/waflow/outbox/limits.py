@@ -27,9 +27,9 @@ import asyncio
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -43,13 +43,16 @@ __all__ = [
     "TIER_LIMITS",
     "TIER_WINDOW_S",
     "InMemoryPairLimiter",
+    "InMemorySendGate",
     "InMemoryThroughputLimiter",
     "InMemoryTierCounter",
     "Limiters",
     "PairLimiter",
     "Reservation",
+    "SendGate",
     "ThroughputLimiter",
     "TierCounter",
+    "gate_params",
     "gcra_params",
     "make_limiters",
     "max_in_window",
@@ -321,6 +324,58 @@ def penalty_delay_s(attempt: int, interval_s: float = PAIR_INTERVAL_S, max_s: fl
 
 
 @runtime_checkable
+class SendGate(Protocol):
+    """The throughput limit at the moment of sending: never more than ``rate`` sends in any sliding second.
+
+    The throughput limiter paces sends by booking slots ahead, but a send happens when its task *wakes*, and a
+    busy host wakes tasks late, so late sends can bunch with punctual ones (measured: 23-26 sends in one second
+    at 20 msg/s with three dispatchers on a loaded 2-core machine). The gate is asked right before each send,
+    with nothing to wait for between it and the request: it records the send and answers 0 when fewer than
+    ``floor(rate)`` sends were recorded in the last window of ``floor(rate) / rate`` s (1 s at whole rates) plus
+    the window guard; otherwise it records nothing and answers the seconds until the oldest leaves the window.
+    Pacing stays the slot schedule's job (the gate lets a full window's worth through at once); the gate only
+    holds the cap, so it costs throughput only where a stall would have bunched sends.
+    """
+
+    async def admit(self, key: str, rate_per_s: float) -> float:
+        """0: go now (recorded); else the seconds to wait before asking again (nothing recorded)."""
+        ...
+
+
+def gate_params(rate_per_s: float, guard_s: float = DEFAULT_WINDOW_GUARD_S) -> tuple[int, int]:
+    """(sends allowed per window, window in µs) for a rate: whole rates are per second; below 1/s one send per
+    1/rate s. The window is lengthened by the guard and rounded up, so rounding never lets more through."""
+    if not rate_per_s > 0:
+        raise ValueError(f"rate must be > 0, got {rate_per_s!r}")
+    limit = max(1, math.floor(rate_per_s))
+    return limit, math.ceil(limit / rate_per_s * US + guard_s * US)
+
+
+class InMemorySendGate:
+    """`SendGate` for one process: a log of the last window's send times per key."""
+
+    def __init__(
+        self, *, window_guard_s: float = DEFAULT_WINDOW_GUARD_S, clock_us: Callable[[], int] = _monotonic_us
+    ) -> None:
+        self._guard = window_guard_s
+        self._clock = clock_us
+        self._sent: dict[str, deque[int]] = {}
+        self._lock = threading.Lock()
+
+    async def admit(self, key: str, rate_per_s: float) -> float:
+        limit, window = gate_params(rate_per_s, self._guard)
+        with self._lock:
+            now = self._clock()
+            log = self._sent.setdefault(key, deque())
+            while log and log[0] <= now - window:
+                log.popleft()
+            if len(log) < limit:
+                log.append(now)
+                return 0.0
+            return (log[0] + window - now) / US
+
+
+@runtime_checkable
 class PairLimiter(Protocol):
     """Messages to one recipient from one number: token bucket, ``1/interval_s`` per s, ``capacity`` burst.
 
@@ -496,6 +551,7 @@ class Limiters:
     pair: PairLimiter
     tier: TierCounter
     redis: Redis | None = None
+    gate: SendGate = field(default_factory=InMemorySendGate)  # the cap at the moment of sending (`SendGate`)
 
     async def aclose(self) -> None:
         if self.redis is not None:
@@ -522,10 +578,11 @@ def make_limiters(
             throughput=InMemoryThroughputLimiter(window_guard_s=window_guard_s),
             pair=InMemoryPairLimiter(interval_s=pair_interval_s, capacity=pair_capacity),
             tier=InMemoryTierCounter(window_s=tier_window_s),
+            gate=InMemorySendGate(window_guard_s=window_guard_s),
         )
     from redis.asyncio import BlockingConnectionPool, Redis
 
-    from waflow.outbox.limits_redis import RedisPairLimiter, RedisThroughputLimiter, RedisTierCounter
+    from waflow.outbox.limits_redis import RedisPairLimiter, RedisSendGate, RedisThroughputLimiter, RedisTierCounter
 
     # A blocking pool: the default one raises "Too many connections" once more than max_connections calls are in
     # flight, which a dispatcher with many concurrent senders would hit; here extra callers wait for a connection.
@@ -536,4 +593,5 @@ def make_limiters(
         pair=RedisPairLimiter(client, prefix=prefix, interval_s=pair_interval_s, capacity=pair_capacity),
         tier=RedisTierCounter(client, prefix=prefix, window_s=tier_window_s),
         redis=client,
+        gate=RedisSendGate(client, prefix=prefix, window_guard_s=window_guard_s),
     )

@@ -18,7 +18,9 @@ number-to-string conversion keeps only 14 significant digits, so every number wr
 
 from __future__ import annotations
 
+import itertools
 import math
+import secrets
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -35,11 +37,12 @@ from waflow.outbox.limits import (
     _check_n,
     _pair_params,
     _ThroughputBase,
+    gate_params,
     gcra_params,
     penalty_delay_s,
 )
 
-__all__ = ["RedisPairLimiter", "RedisThroughputLimiter", "RedisTierCounter"]
+__all__ = ["RedisPairLimiter", "RedisSendGate", "RedisThroughputLimiter", "RedisTierCounter"]
 
 # Reserve n slots. KEYS[1] = TAT (µs, server clock). ARGV = interval_us, n. Returns {now_us, base_us}; the client
 # derives the go times (Reservation), which keeps the reply two integers even for a batch of 1,000.
@@ -53,6 +56,23 @@ if tat < now then tat = now end
 local new_tat = tat + n * interval
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
 return {now, tat}
+"""
+
+# The send gate: a log of the window's sends. KEYS[1] = sorted set (member nonce, score µs, server clock).
+# ARGV = limit, window_us, nonce. Returns {0 (admitted, recorded) or the µs until the oldest leaves the window, now}.
+_GATE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - window))
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+  return {0, now}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {math.max(1, tonumber(oldest[2]) + window - now), now}
 """
 
 # Take one pair token if there is one. KEYS[1] = TAT. ARGV = interval_us, tau_us.
@@ -209,3 +229,30 @@ class RedisTierCounter:
     async def count(self, number: str, now: float | None = None) -> int:
         args = [self._now_arg(now), repr(float(self.window_s))]
         return int(await self._count(keys=[self.key(number)], args=args))
+
+
+class RedisSendGate:
+    """`SendGate` shared by every process on one Redis: the window's sends as a sorted set per number, decided
+    on the server's clock by one script (admit and record are one atomic step)."""
+
+    def __init__(self, client: Redis, *, prefix: str = "waflow:limits",
+                 window_guard_s: float = DEFAULT_WINDOW_GUARD_S) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._guard = window_guard_s
+        self._script: AsyncScript = client.register_script(_GATE_LUA)
+        self._nonce = f"{secrets.token_hex(6)}:"
+        self._count = itertools.count()
+
+    async def admit(self, key: str, rate_per_s: float) -> float:
+        return (await self.admit_at(key, rate_per_s))[0]
+
+    async def admit_at(self, key: str, rate_per_s: float) -> tuple[float, int]:
+        """`admit`, and the server's clock (µs) at the decision: when the send was recorded, if it was."""
+        limit, window = gate_params(rate_per_s, self._guard)
+        member = f"{self._nonce}{next(self._count)}"
+        wait, now = await self._script(keys=[f"{self._prefix}:gate:{key}"], args=[limit, window, member])
+        return int(wait) / US, int(now)
+
+    def __repr__(self) -> str:
+        return f"RedisSendGate(prefix={self._prefix!r})"
