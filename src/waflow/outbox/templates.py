@@ -173,4 +173,13 @@ class TemplateCache:
 
     async def check(self, content: dict[str, Any]) -> TemplateProblem | None:
         name, language = template_key(content)
-        return check_template(await self.lookup(name, language), name, language, content)
+        found = await self.lookup(name, language)
+        if found is not None and found.status != "APPROVED":
+            # before refusing, the table as it is now: a status webhook (applied by whichever process took it)
+            # may have approved the template since this process loaded it (one index lookup, refusals only)
+            async with self.store.read() as conn:
+                fresh = await self._repo.get(conn, self.waba_id, name, language)
+            if fresh is not None and self._by_key is not None:
+                self._by_key[(name, language)] = fresh
+            found = fresh or found
+        return check_template(found, name, language, content)

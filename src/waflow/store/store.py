@@ -23,6 +23,7 @@ from waflow.store.migrate import current_revision, head_revision, run_upgrade
 from waflow.store.outbox import OutboxRepository
 from waflow.store.sessions import SessionRepository
 from waflow.store.statuses import StatusRepository
+from waflow.store.templates import TemplateRepository
 from waflow.store.timers import TimerRepository
 
 _UPGRADE_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -147,6 +148,7 @@ class Store:
     statuses = StatusRepository()
     sessions = SessionRepository()
     timers = TimerRepository()
+    templates = TemplateRepository()
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine

@@ -1,6 +1,7 @@
 """The message-template cache: what `GET /{waba}/message_templates` returned, per (waba, name, language).
 
-The outbox checks template sends against it (exists, approved, parameters) before any HTTP call.
+The outbox checks template sends against it (exists, approved, parameters) before any HTTP call. A template
+status webhook (approved, rejected, paused, ...) moves the cached status in the webhook's own transaction.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy import update as update_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from waflow.canonical import TemplateStatusUpdate
 from waflow.store.dialect import insert
 from waflow.store.tables import templates
 from waflow.store.types import utcnow
@@ -83,6 +86,17 @@ class TemplateRepository:
                                                    "components", "synced_at")},
         )
         await conn.execute(stmt)
+
+    async def apply_status(self, conn: AsyncConnection, update: TemplateStatusUpdate) -> bool:
+        """A `message_template_status_update` webhook (APPROVED, REJECTED, PAUSED, ...): the cached template's
+        status follows it; False when the template is not cached (the next sync brings it with its status)."""
+        stmt = (
+            update_(templates)
+            .where(templates.c.waba_id == update.waba_id, templates.c.name == update.name,
+                   templates.c.language == update.language)
+            .values(status=update.event.upper(), synced_at=utcnow())
+        )
+        return bool((await conn.execute(stmt)).rowcount)
 
     async def get(self, conn: AsyncConnection, waba_id: str, name: str, language: str) -> TemplateRecord | None:
         stmt = select(*_COLUMNS).where(

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from waflow.canonical import ContactRef, EventKind, InboundMessage, StatusUpdate
+from waflow.canonical import ContactRef, EventKind, InboundMessage, StatusUpdate, TemplateStatusUpdate
 from waflow.providers.cloud import ParsedEvent, ParsedWebhook
 from waflow.store import Store
 from waflow.store.inbox import InboxRow
@@ -142,6 +142,8 @@ async def write_requests(
     applied_json: list[str] = []
     contacts: dict[tuple[str, str], tuple[ContactRef, datetime]] = {}
     messages: list[tuple[int, tuple[str, str]]] = []  # (event id, (number, the sender's key as parsed))
+    template_updates: list[TemplateStatusUpdate] = []
+    archived: list[int] = []  # events no part waits for: done as they are stored (no kind stays pending)
     for (i, ev), row, row_id in zip(owners, rows, ids, strict=True):
         _count(outcomes[i], ev.kind, new=row_id is not None)
         if row_id is None:
@@ -153,6 +155,11 @@ async def write_requests(
                 applied_json.append(row.payload_json)
             else:
                 outcomes[i].statuses.append(PendingStatus(row_id, ev.event, row.payload_json))
+        elif ev.kind is EventKind.TEMPLATE_STATUS and isinstance(ev.event, TemplateStatusUpdate):
+            template_updates.append(ev.event)  # applied to the templates table below, in this transaction
+            archived.append(row_id)
+        elif ev.kind in (EventKind.ERROR, EventKind.OTHER):
+            archived.append(row_id)  # kept for the record; nothing consumes them, so they are done at once
         elif ev.kind is EventKind.MESSAGE and isinstance(ev.event, InboundMessage):
             msg = ev.event
             key = (msg.phone_number_id, msg.contact.key)
@@ -174,6 +181,10 @@ async def write_requests(
     if statuses:
         metrics.note_foreign(await store.statuses.apply_many(conn, statuses, raw_json=applied_json))
         await store.inbox.mark_done(conn, applied_ids, at=requests[0].received_at)
+    for template_update in template_updates:
+        await store.templates.apply_status(conn, template_update)
+    if archived:
+        await store.inbox.mark_done(conn, archived, at=requests[0].received_at)
     return outcomes
 
 
