@@ -25,6 +25,7 @@ from waflow.config import hash_api_key
 from waflow.emulator import serve_asgi, sign
 from waflow.server.testing import API_KEY
 
+from . import findings
 from .harness import Deployment, deployment
 from .hostile import envelope
 from .report import Check, Result
@@ -501,7 +502,8 @@ async def security(work: Path) -> Result:
     tried = ("signature bypasses (no/empty/prefix-less/sha1/sha512/other secret/modified body/other number/...) and "
              "a replay; 10 kinds of wrong admin key on every route; 14 Jinja escapes deployed via the API + user "
              "text that looks like a template; http node to loopback/private/metadata (decimal, hex, octal, "
-             "IPv6-mapped, localhost), with and without an allow-list; media download bounds; all logs scanned")
+             "IPv6-mapped, localhost), with and without an allow-list; media download bounds; all logs scanned; "
+             + findings.findings_tried())
     result = Result("security", tried)
     t0 = time.monotonic()
     catcher = Catcher()
@@ -521,8 +523,19 @@ async def security(work: Path) -> Result:
             await serve.start()
             result.checks.append(await ssrf_allow_listed(dep, catcher, port))
             result.checks.append(await media(dep, catcher_url, other, other_url))
+            # issue 16's findings, on the same deployment with a second app's number and debug logging
+            await serve.stop()
+            with dep.config.open("a", encoding="utf-8") as f:
+                f.write(findings.other_number_toml(dep.token_file))
+            serve.env = {**serve.env, "WAFLOW_LOG_LEVEL": "debug"}
+            await serve.start()
+            result.checks += await findings.scoped_webhooks(dep)
+            result.checks.append(await findings.deep_json(dep))
+            result.checks.append(findings.database_file(dep))
+            result.checks.append(findings.config_check_passwords(dep))
             secrets = dep.secrets()
             logs = dep.logs()
         result.checks.append(scan_logs(logs, secrets))
+        result.checks.append(findings.debug_values(logs, [findings.SECRET_TEXT, findings.SECRET_NAME]))
     result.seconds = time.monotonic() - t0
     return result
