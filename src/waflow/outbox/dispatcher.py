@@ -42,7 +42,7 @@ from waflow.cloudapi.exceptions import CloudAPIError, CloudClientError
 from waflow.faults import fault_point
 from waflow.outbox import metrics
 from waflow.outbox.consent import OPT_OUT_NOTICE, OPTED_OUT, Consent, refusal
-from waflow.outbox.limits import Limiters, make_limiters
+from waflow.outbox.limits import Limiters, LimiterUnavailable, make_limiters
 from waflow.outbox.recorder import Accepted, Attempt, Failed, Outcome, Recorder, Requeue
 from waflow.outbox.retry import PAIR_RATE_CODE, RetryPolicy, Verdict, classify_code
 from waflow.outbox.templates import TemplateCache
@@ -67,6 +67,9 @@ INTAKE_CALM_S = 5.0
 # A row whose consent was checked longer ago than this (it waited for a concurrency or throughput slot) is checked
 # again, with its contact read afresh, just before it leaves: an opt-out recorded meanwhile stops it.
 CONSENT_RECHECK_S = 0.5
+# While the shared limiter (Redis) is unreachable nothing is sent; it is probed this often, and rows handed back
+# are due again after it.
+LIMITER_RECHECK_S = 1.0
 
 
 def _default_id() -> str:
@@ -143,6 +146,8 @@ class OutboxDispatcher:
         self._waiting_slot: set[asyncio.Task[object]] = set()  # tasks parked on the throughput limiter
         self._more = asyncio.Event()  # rows may have become claimable: enqueued, or a commit settled a head
         self._committed = asyncio.Event()  # the recorder committed a group (drain re-checks at once)
+        self._limiter_down_since: float | None = None  # the shared limiter stopped answering (sending paused)
+        self._limiter_checked_at = -1e18
         self.recorder.on_commit.extend((self._more, self._wake, self._committed))
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -161,6 +166,11 @@ class OutboxDispatcher:
 
     async def start(self) -> None:
         self._stopping.clear()
+        problem = await self.limiters.problem()
+        if problem is not None:  # starts anyway: sends begin once the limiter answers
+            self._limiter_lost(problem)
+        else:
+            metrics.LIMITER_UP.set(1)
         self.recorder.start()
         for number, cache in self.templates.items():
             try:
@@ -232,6 +242,8 @@ class OutboxDispatcher:
             try:
                 await self._housekeeping()
                 want = min(cfg.concurrency - self._in_flight, cfg.claim_batch)
+                if not await self._limiter_back():
+                    want = 0  # paused: claim nothing while the shared limits cannot be consulted
                 worth = not exhausted or self._more.is_set() or time.monotonic() - last_claim >= cfg.poll_s
                 if worth and (want >= refill_at or (want > 0 and self._in_flight == 0)):
                     self._more.clear()
@@ -327,7 +339,7 @@ class OutboxDispatcher:
                 await repo.fold_counters(conn)
         # A paused campaign's rows keep their own waiting reason; the gauge shows them apart as 'paused'.
         depth["paused"] = sum(counts.get(cid, {}).get("queued", 0) for cid in paused)
-        for reason in ("", "pair", "tier", "retry", "throttled", "unknown_outcome", "paused"):
+        for reason in ("", "pair", "tier", "retry", "throttled", "unknown_outcome", "paused", "limiter"):
             metrics.QUEUE_DEPTH.labels(reason).set(depth.get(reason, 0))
 
     def _fold_due(self) -> bool:
@@ -387,35 +399,80 @@ class OutboxDispatcher:
                 metrics.MESSAGES.labels("failed").inc()
                 return
 
+        try:
+            go = await self._within_limits(item, fallback_used, now)
+        except LimiterUnavailable as exc:  # the shared limits cannot be consulted: nothing may leave
+            self._limiter_lost(str(exc))
+            due = utcnow() + timedelta(seconds=LIMITER_RECHECK_S)
+            self._submit(Requeue(rec.id, due, "limiter", fallback_used=fallback_used))
+            return
+        if go:
+            await self._send(client, item, message, fallback_used, failures)  # nothing awaited since the gate
+
+    async def _within_limits(self, item: _Claimed, fallback_used: bool, now: datetime) -> bool:
+        """Tier, pair rate, throughput slot, consent re-check and the send gate, in that order; True: send now.
+        Every refusal is submitted here. Raises `LimiterUnavailable` before anything was sent."""
+        rec = item.row.record
         if rec.business_initiated and self.config.tier_limit is not None:
             scope = self.config.tier_scope or rec.phone_number_id
             if not await self.limiters.tier.admit(scope, rec.contact_key, self.config.tier_limit):
                 due = now + timedelta(seconds=self.config.tier_recheck_s)
                 self._submit(Requeue(rec.id, due, "tier", fallback_used=fallback_used))
                 metrics.DEFERRED.labels("tier").inc()
-                return
+                return False
 
         pair_wait = await self.limiters.pair.try_acquire(rec.phone_number_id, rec.contact_key)
         if pair_wait > 0:
             self._submit(Requeue(rec.id, now + timedelta(seconds=pair_wait), "pair", fallback_used=fallback_used))
             metrics.DEFERRED.labels("pair").inc()
-            return
+            return False
 
         waited = time.perf_counter()
         if not await self._throughput_slot(rec.phone_number_id):
             # Stopping before this row's turn: release it now, so the next process sends it at once
             # instead of waiting out the lease and the unknown-outcome grace of a row that never left.
             self._submit(Requeue(rec.id, now, "shutdown", fallback_used=fallback_used))
-            return
+            return False
         if time.monotonic() - item.claimed_at > CONSENT_RECHECK_S and (refused := await self._refusal_now(rec)):
             self._submit(Failed(rec.id, None, OPTED_OUT, refused, fallback_used=fallback_used))
             metrics.MESSAGES.labels(OPTED_OUT).inc()
-            return
+            return False
         if not await self._gate(rec.phone_number_id):
             self._submit(Requeue(rec.id, now, "shutdown", fallback_used=fallback_used))
-            return
+            return False
         metrics.LIMITER_WAIT.observe(time.perf_counter() - waited)
-        await self._send(client, item, message, fallback_used, failures)  # nothing awaited between gate and send
+        return True
+
+    def _limiter_lost(self, reason: str) -> None:
+        """One warning per outage (not one per row); the claim loop pauses until `limiters.problem()` clears."""
+        metrics.LIMITER_UP.set(0)
+        if self._limiter_down_since is None:
+            self._limiter_down_since = time.monotonic()
+            log.warning("rate limiter unavailable (%s): sending paused, claimed rows handed back; checking every "
+                        "%.0f s", reason, LIMITER_RECHECK_S)
+
+    async def _limiter_back(self) -> bool:
+        """While paused: whether the limiters answer again (checked at most every LIMITER_RECHECK_S)."""
+        if self._limiter_down_since is None:
+            return True
+        now = time.monotonic()
+        if now - self._limiter_checked_at < LIMITER_RECHECK_S:
+            return False
+        self._limiter_checked_at = now
+        problem = await self.limiters.problem()
+        if problem is not None:
+            return False
+        log.warning("rate limiter reachable again after %.0f s: sending resumes", now - self._limiter_down_since)
+        self._limiter_down_since = None
+        metrics.LIMITER_UP.set(1)
+        return True
+
+    @property
+    def limiter_problem(self) -> str | None:
+        """Why sending is paused (for readiness), or None."""
+        if self._limiter_down_since is None:
+            return None
+        return f"rate limiter unavailable for {time.monotonic() - self._limiter_down_since:.0f} s: sending paused"
 
     async def _refusal_now(self, rec: OutboundRecord) -> str | None:
         """The consent rule on the row's contact as it is now (one index lookup)."""

@@ -46,6 +46,7 @@ __all__ = [
     "InMemorySendGate",
     "InMemoryThroughputLimiter",
     "InMemoryTierCounter",
+    "LimiterUnavailable",
     "Limiters",
     "PairLimiter",
     "Reservation",
@@ -61,6 +62,11 @@ __all__ = [
 ]
 
 US = 1_000_000
+
+
+class LimiterUnavailable(RuntimeError):
+    """The shared limiter state (Redis) cannot be reached. The limits are shared by every process, so nothing is
+    sent until it answers again: the dispatcher pauses and hands its claimed rows back."""
 
 #: Extra length of the window the throughput limiter keeps clear, in seconds. The limiter guarantees at most
 #: ``rate`` *reserved slots* in any window of 1 s + guard, i.e. ``rate`` slots span at least 1.005 s. Callers
@@ -553,6 +559,14 @@ class Limiters:
     redis: Redis | None = None
     gate: SendGate = field(default_factory=InMemorySendGate)  # the cap at the moment of sending (`SendGate`)
 
+    async def problem(self) -> str | None:
+        """None when the limiters can be consulted (always, in-process); else why not (Redis unreachable)."""
+        if self.redis is None:
+            return None
+        from waflow.outbox.limits_redis import redis_problem
+
+        return await redis_problem(self.redis)
+
     async def aclose(self) -> None:
         if self.redis is not None:
             await self.redis.aclose()
@@ -581,12 +595,23 @@ def make_limiters(
             gate=InMemorySendGate(window_guard_s=window_guard_s),
         )
     from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from waflow.outbox.limits_redis import RedisPairLimiter, RedisSendGate, RedisThroughputLimiter, RedisTierCounter
 
     # A blocking pool: the default one raises "Too many connections" once more than max_connections calls are in
     # flight, which a dispatcher with many concurrent senders would hit; here extra callers wait for a connection.
-    pool = BlockingConnectionPool.from_url(redis_url, max_connections=redis_max_connections, timeout=10)
+    # Bounded waits (a call never hangs on a dead server), a health check of connections idle for a while, and one
+    # retry on a fresh connection: after an outage the pool's stale connections fail once each and reconnect,
+    # instead of failing one row after another.
+    pool = BlockingConnectionPool.from_url(
+        redis_url, max_connections=redis_max_connections, timeout=10, socket_timeout=2.0, socket_connect_timeout=2.0,
+        health_check_interval=5, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
     client: Redis = Redis.from_pool(pool)
     return Limiters(
         throughput=RedisThroughputLimiter(client, prefix=prefix, window_guard_s=window_guard_s),

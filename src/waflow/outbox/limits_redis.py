@@ -21,9 +21,11 @@ from __future__ import annotations
 import itertools
 import math
 import secrets
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 
 from waflow.outbox.limits import (
     DEFAULT_WINDOW_GUARD_S,
@@ -32,6 +34,7 @@ from waflow.outbox.limits import (
     PAIR_MAX_PENALTY_S,
     TIER_WINDOW_S,
     US,
+    LimiterUnavailable,
     Reservation,
     _check_limit,
     _check_n,
@@ -41,6 +44,36 @@ from waflow.outbox.limits import (
     gcra_params,
     penalty_delay_s,
 )
+
+
+class _Script:
+    """A registered script whose Redis errors surface as `LimiterUnavailable` (the dispatcher's one signal that
+    the shared limit cannot be consulted), without the driver's traceback or the server's address."""
+
+    __slots__ = ("_script",)
+
+    def __init__(self, script: AsyncScript) -> None:
+        self._script = script
+
+    async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self._script(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise LimiterUnavailable(f"Redis did not answer ({type(exc).__name__})") from None
+
+
+def _script(client: Redis, source: str) -> _Script:
+    return _Script(client.register_script(source))
+
+
+async def redis_problem(client: Redis) -> str | None:
+    """None when Redis answers a PING; else why not (for readiness and the dispatcher's pause)."""
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        return f"Redis did not answer ({type(exc).__name__})"
+    return None
+
 
 __all__ = ["RedisPairLimiter", "RedisSendGate", "RedisThroughputLimiter", "RedisTierCounter"]
 
@@ -156,7 +189,7 @@ class RedisThroughputLimiter(_ThroughputBase):
         self._redis = redis
         self._prefix = prefix
         self._guard = window_guard_s
-        self._script: AsyncScript = redis.register_script(_RESERVE_LUA)
+        self._script: _Script = _script(redis, _RESERVE_LUA)
 
     def key(self, key: str) -> str:
         return f"{self._prefix}:tp:{key}"
@@ -186,8 +219,8 @@ class RedisPairLimiter:
         self.interval_s = interval_s
         self.capacity = capacity
         self.max_penalty_s = max_penalty_s
-        self._take: AsyncScript = redis.register_script(_PAIR_TAKE_LUA)
-        self._penalize: AsyncScript = redis.register_script(_PAIR_PENALIZE_LUA)
+        self._take: _Script = _script(redis, _PAIR_TAKE_LUA)
+        self._penalize: _Script = _script(redis, _PAIR_PENALIZE_LUA)
 
     def key(self, number: str, recipient: str) -> str:
         return f"{self._prefix}:pair:{number}:{recipient}"
@@ -209,8 +242,8 @@ class RedisTierCounter:
         self._redis = redis
         self._prefix = prefix
         self.window_s = window_s
-        self._admit: AsyncScript = redis.register_script(_TIER_ADMIT_LUA)
-        self._count: AsyncScript = redis.register_script(_TIER_COUNT_LUA)
+        self._admit: _Script = _script(redis, _TIER_ADMIT_LUA)
+        self._count: _Script = _script(redis, _TIER_COUNT_LUA)
 
     def key(self, number: str) -> str:
         return f"{self._prefix}:tier:{number}"
@@ -240,7 +273,7 @@ class RedisSendGate:
         self._client = client
         self._prefix = prefix
         self._guard = window_guard_s
-        self._script: AsyncScript = client.register_script(_GATE_LUA)
+        self._script: _Script = _script(client, _GATE_LUA)
         self._nonce = f"{secrets.token_hex(6)}:"
         self._count = itertools.count()
 

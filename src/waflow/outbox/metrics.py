@@ -22,6 +22,10 @@ LIMITER_WAIT = Histogram(
     "Time a send waited for the throughput limiter.",
     buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+LIMITER_UP = Gauge(
+    "waflow_outbox_limiter_up",
+    "1 while the rate limiters answer (in-process: always; Redis: reachable), 0 while sending is paused for it.",
+)
 GATE_WAITS = Counter(
     "waflow_outbox_rate_gate_waits",
     "Sends held at the send gate because the last sliding second already had the number's rate (late wake-ups "
