@@ -32,6 +32,12 @@ def api_context(parts: Parts) -> ApiContext:
             return watch.readiness()
 
         ready_checks["access_token"] = access_token
+    if parts.dispatchers:
+
+        async def rate_limiter() -> str | None:  # a dispatcher paused because the shared limiter (Redis) is down
+            return next((p for d in parts.dispatchers if (p := d.limiter_problem) is not None), None)
+
+        ready_checks["rate_limiter"] = rate_limiter
 
     return ApiContext(
         store=parts.store,
