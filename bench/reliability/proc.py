@@ -1,7 +1,7 @@
 """`python -m bench.reliability.proc -c waflow.toml [--worker]`: `waflow serve` / `waflow worker`, with the
 recovery timings compressed for a test run.
 
-A real deployment waits 60 s before it takes over a dead process's leased rows (`lease_s`), 60 s more before
+A real deployment waits 15 s before it takes over a dead process's leased rows (`lease_s`), 60 s more before
 it resends a send whose outcome is unknown (`unknown_grace_s`), 60 s before it redoes an interrupted `http`
 node (`stale_after`), and backs off up to 5 minutes. Those waits are the same promises on a shorter clock —
 as the emulator's webhook retry schedule compresses Meta's days of retries — so a suite that kills the

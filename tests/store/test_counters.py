@@ -113,10 +113,11 @@ async def test_counters_and_heads_follow_every_write_path(store: Store) -> None:
         await repo.record_failed_many(conn, [Failure(bulk[2], 131026, "permanent", "undeliverable")])
     await assert_exact(store)
 
-    async with store.begin() as conn:  # a2 is the head now: claimed, then its lease expires
+    async with store.begin() as conn:  # a2 is the head now: claimed, its send started, then its lease expires
         again = await repo.claim_due(conn, "d2", limit=100, lease=LEASE, now=later)
         assert a2 in {c.record.id for c in again}
-        assert await repo.recover_expired(conn, grace=timedelta(seconds=1), now=later + LEASE * 2)
+        assert await repo.mark_sending(conn, "d2", [a2], now=later) == {a2}
+        assert await repo.recover_expired(conn, grace=timedelta(seconds=1), now=later + LEASE * 2) == [a2]
     await assert_exact(store)  # unknown_outcome is counted as a1's reason now
 
     async with store.begin() as conn:  # status webhooks: advance, fail without class, reconcile queued a2

@@ -50,3 +50,30 @@ async def test_a_dead_dispatchers_lease_holds_the_next_row_only_until_it_expires
         assert await repo.claim_due(conn, "d2", limit=10, lease=LEASE, now=now + LEASE / 2) == []
         later = await repo.claim_due(conn, "d2", limit=10, lease=LEASE, now=now + LEASE + timedelta(seconds=1))
     assert [r.record.id for r in later] == [second]
+
+
+async def test_the_send_fence_refuses_a_lease_another_dispatcher_took_over(store: Store) -> None:
+    """A dispatcher that stalled past its lease cannot mark (and so cannot send) a row recovered meanwhile; an
+    untried row comes back due at once, a marked one with an unknown outcome after the grace."""
+    repo = store.outbox
+    async with store.begin() as conn:
+        tried = await repo.enqueue(conn, PNID, text_out("tried", "346101"), contact_key="346101",
+                                   business_initiated=False)
+        untried = await repo.enqueue(conn, PNID, text_out("untried", "346102"), contact_key="346102",
+                                     business_initiated=False)
+    now = utcnow() + timedelta(seconds=1)
+    async with store.begin() as conn:
+        await repo.claim_due(conn, "stalled", limit=10, lease=LEASE, now=now)
+        assert await repo.mark_sending(conn, "stalled", [tried], now=now) == {tried}
+    after = now + LEASE + timedelta(seconds=1)
+    async with store.begin() as conn:
+        assert await repo.recover_expired(conn, grace=timedelta(seconds=30), now=after) == [tried]
+        assert await repo.mark_sending(conn, "stalled", [untried], now=after) == set(), "not its lease any more"
+        back = await repo.get(conn, untried)
+        unknown = await repo.get(conn, tried)
+    assert back is not None and back.outcome_unknown_since is None and back.due_at <= after
+    assert unknown is not None and unknown.outcome_unknown_since is not None
+    assert unknown.due_at >= after + timedelta(seconds=29)
+    async with store.begin() as conn:  # another dispatcher takes the untried row at once
+        got = await repo.claim_due(conn, "live", limit=10, lease=LEASE, now=after)
+    assert [r.record.id for r in got] == [untried]

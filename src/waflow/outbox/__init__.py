@@ -13,10 +13,12 @@
 The unknown-outcome rule — "never twice, never out of order", and where that cannot be promised:
 
 - A send's outcome is unknown when the request may have reached Meta but no answer came back (a timeout, a
-  dropped connection) or when the process died holding the row (its lease, `[outbox] lease_s`, expired:
-  the next dispatcher finds it). The row stays `queued`, at the head of its recipient's queue, so nothing
-  behind it leaves; `outcome_unknown_since` is set and the metric `waflow_outbox_messages_total{outcome=
-  "unknown"}` counts it.
+  dropped connection) or when the process died holding a row it had started to send (its lease, `[outbox]
+  lease_s`, renewed by a heartbeat while it lives, expired: the next dispatcher finds it). Every send passes
+  the send fence first (`OutboxRepository.mark_sending`, batched by `_fence`): a row whose lease expires
+  without the mark was never tried and is due again at once, whatever happened to its process. A row with
+  an unknown outcome stays `queued`, at the head of its recipient's queue, so nothing behind it leaves;
+  `outcome_unknown_since` is set and the metric `waflow_outbox_messages_total{outcome="unknown"}` counts it.
 - Every send carries `biz_opaque_callback_data = wf:<outbox id>`. A status webhook with it settles the row
   as accepted — the first send went out, and it is never sent again (`outcome="settled_by_status"` when
   that happened while a resend was about to go).

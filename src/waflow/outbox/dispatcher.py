@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import secrets
 import socket
@@ -41,6 +42,7 @@ from waflow.cloudapi.errors import THROTTLING_CODES
 from waflow.cloudapi.exceptions import CloudAPIError, CloudClientError
 from waflow.faults import fault_point
 from waflow.outbox import metrics
+from waflow.outbox._fence import SendFence
 from waflow.outbox.consent import OPT_OUT_NOTICE, OPTED_OUT, Consent, refusal
 from waflow.outbox.limits import Limiters, LimiterUnavailable, make_limiters
 from waflow.outbox.recorder import Accepted, Attempt, Failed, Outcome, Recorder, Requeue
@@ -81,7 +83,8 @@ class DispatcherConfig:
     rate_per_s: float = 80.0  # messages/s per phone number, all processes together (80 default, ≤ 1,000)
     concurrency: int = 64  # rows in flight in this process
     claim_batch: int = 128
-    lease_s: float = 60.0  # must exceed the longest send (throughput wait + client timeout)
+    lease_s: float = 15.0  # renewed every lease_s / 3 while this process lives; a dead one's rows return after it
+    claim_ahead_s: float = 2.0  # claim at most this many seconds of the number's rate ahead of sending
     poll_s: float = 0.1  # idle claim interval
     enforce_window: bool = True
     tier_limit: int | None = None  # distinct business-initiated recipients per moving 24 h; None = unlimited
@@ -147,6 +150,9 @@ class OutboxDispatcher:
         self._more = asyncio.Event()  # rows may have become claimable: enqueued, or a commit settled a head
         self._committed = asyncio.Event()  # the recorder committed a group (drain re-checks at once)
         self._limiter_down_since: float | None = None  # the shared limiter stopped answering (sending paused)
+        self._held: set[int] = set()  # rows leased to us and not yet through `_process` (the heartbeat renews them)
+        self._last_heartbeat = time.monotonic()
+        self.fence = SendFence(store, self.claimer)
         self._limiter_checked_at = -1e18
         self.recorder.on_commit.extend((self._more, self._wake, self._committed))
         self._in_flight = 0
@@ -241,7 +247,8 @@ class OutboxDispatcher:
             claimed: list[_Claimed] = []
             try:
                 await self._housekeeping()
-                want = min(cfg.concurrency - self._in_flight, cfg.claim_batch)
+                ahead = max(1, math.ceil(cfg.rate_per_s * cfg.claim_ahead_s)) - self._in_flight
+                want = min(cfg.concurrency - self._in_flight, cfg.claim_batch, ahead)
                 if not await self._limiter_back():
                     want = 0  # paused: claim nothing while the shared limits cannot be consulted
                 worth = not exhausted or self._more.is_set() or time.monotonic() - last_claim >= cfg.poll_s
@@ -255,6 +262,7 @@ class OutboxDispatcher:
                 claimed = []
                 await asyncio.sleep(cfg.poll_s)
             for item in claimed:
+                self._held.add(item.row.record.id)
                 self._in_flight += 1
                 task = asyncio.get_running_loop().create_task(self._process(item))
                 self._tasks.add(task)
@@ -301,6 +309,11 @@ class OutboxDispatcher:
     async def _housekeeping(self) -> None:
         now = time.monotonic()
         cfg = self.config
+        if self._held and now - self._last_heartbeat >= cfg.lease_s / 3:
+            self._last_heartbeat = now
+            async with self.store.begin() as conn:  # the heartbeat: our leases last while we do
+                await self.store.outbox.renew_leases(conn, self.claimer, sorted(self._held),
+                                                     utcnow() + timedelta(seconds=cfg.lease_s))
         if now - self._last_recover >= max(0.2, min(cfg.lease_s / 4, 5.0)):
             self._last_recover = now
             async with self.store.begin() as conn:
@@ -356,6 +369,12 @@ class OutboxDispatcher:
         self.recorder.submit(outcome)
 
     async def _process(self, item: _Claimed) -> None:
+        try:
+            await self._process_row(item)
+        finally:  # its outcome is submitted (the recorder ends the lease), or it was never ours to send
+            self._held.discard(item.row.record.id)
+
+    async def _process_row(self, item: _Claimed) -> None:
         row, rec = item.row, item.row.record
         now = utcnow()
         client = self.clients[rec.phone_number_id]
@@ -410,7 +429,8 @@ class OutboxDispatcher:
             await self._send(client, item, message, fallback_used, failures)  # nothing awaited since the gate
 
     async def _within_limits(self, item: _Claimed, fallback_used: bool, now: datetime) -> bool:
-        """Tier, pair rate, throughput slot, consent re-check and the send gate, in that order; True: send now.
+        """Tier, pair rate, throughput slot, consent re-check, the send fence and the send gate, in that order;
+        True: send now.
         Every refusal is submitted here. Raises `LimiterUnavailable` before anything was sent."""
         rec = item.row.record
         if rec.business_initiated and self.config.tier_limit is not None:
@@ -436,6 +456,15 @@ class OutboxDispatcher:
         if time.monotonic() - item.claimed_at > CONSENT_RECHECK_S and (refused := await self._refusal_now(rec)):
             self._submit(Failed(rec.id, None, OPTED_OUT, refused, fallback_used=fallback_used))
             metrics.MESSAGES.labels(OPTED_OUT).inc()
+            return False
+        try:  # the fence: from its mark on the row may have been sent (a crash leaves it unknown, not untried)
+            ours = await self.fence.mark(rec.id)
+        except Exception as exc:  # the row is still ours: back to the queue, sent later
+            log.warning("outbox %d: could not mark it as being sent (%s): handed back", rec.id, type(exc).__name__)
+            self._submit(Requeue(rec.id, now + timedelta(seconds=1), "retry", fallback_used=fallback_used))
+            return False
+        if not ours:  # our lease ran out (a stall) and another dispatcher took the row over: it is theirs to send
+            log.warning("outbox %d: lease lost before its send: left to the dispatcher that took it over", rec.id)
             return False
         if not await self._gate(rec.phone_number_id):
             self._submit(Requeue(rec.id, now, "shutdown", fallback_used=fallback_used))

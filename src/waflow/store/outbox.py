@@ -49,7 +49,7 @@ from waflow.store.tables import campaigns, outbound_counts, outbound_messages, s
 from waflow.store.transitions import MessageState
 from waflow.store.types import UTCDateTime, as_utc, utcnow
 
-_RELEASE_CLAIM = {"claimed_by": None, "claimed_until": None}
+_RELEASE_CLAIM = {"claimed_by": None, "claimed_until": None, "sending_since": None}
 LOCK_CLASS_FOLD = 0x666C64  # "fld": one counter folder at a time (`fold_counters`)
 
 
@@ -460,7 +460,7 @@ class DispatchQueries:
             stmt = stmt.where(~_earlier_queued())
         stmt = (
             stmt
-            .values(claimed_by=claimer, claimed_until=now + lease, updated_at=now)
+            .values(claimed_by=claimer, claimed_until=now + lease, sending_since=None, updated_at=now)
             .returning(*OUTBOUND_COLUMNS, *_CLAIM_EXTRA)
         )
         rows = [_claimed(row) for row in await conn.execute(stmt)]
@@ -470,18 +470,27 @@ class DispatchQueries:
     async def recover_expired(
         self, conn: AsyncConnection, *, grace: timedelta, now: datetime | None = None
     ) -> list[int]:
-        """Rows whose lease expired while still queued were in flight when their dispatcher died: their
-        send's outcome is unknown. Mark them so (`outcome_unknown_since`), release them, and make them due
-        only after `grace`, leaving time for a status webhook (`wf:<id>`) to settle them first."""
+        """Rows whose lease expired: their dispatcher died (or stalled past its lease). A row it never started to
+        send (no `sending_since`: `mark_sending` is the fence every send passes) is released as it was, due at
+        once: nothing of it can have reached Meta. A row it may have sent is in flight with an unknown outcome:
+        marked so (`outcome_unknown_since`), released, and due only after `grace`, leaving time for a status
+        webhook (`wf:<id>`) to settle it first. Returns the ids of the rows with an unknown outcome."""
         now = now or utcnow()
         o = outbound_messages
+        expired = (o.c.claimed_until.is_not(None), o.c.claimed_until < now)
+        await conn.execute(
+            update(o)
+            .where(*expired, o.c.sending_since.is_(None))
+            .values(claimed_by=None, claimed_until=None, updated_at=now)
+        )
         stmt = (
             update(o)
-            .where(o.c.claimed_until.is_not(None), o.c.claimed_until < now)
+            .where(*expired)
             .values(
-                outcome_unknown_since=func.coalesce(o.c.outcome_unknown_since, o.c.claimed_until),
+                outcome_unknown_since=func.coalesce(o.c.outcome_unknown_since, o.c.sending_since),
                 claimed_by=None,
                 claimed_until=None,
+                sending_since=None,
                 due_at=now + grace,
                 waiting_reason=_case_queued("unknown_outcome"),
                 updated_at=now,
@@ -489,6 +498,37 @@ class DispatchQueries:
             .returning(o.c.id, o.c.status)
         )
         return [int(r.id) for r in await conn.execute(stmt) if r.status == "queued"]
+
+    async def mark_sending(
+        self, conn: AsyncConnection, claimer: str, ids: Sequence[int], now: datetime | None = None
+    ) -> set[int]:
+        """The fence before a send: mark rows still leased to `claimer` as being sent (`sending_since`); the ids
+        marked. A row whose lease another dispatcher took over (this one stalled past it) is not marked and must
+        not be sent. From here until its outcome is recorded the row counts as maybe sent (`recover_expired`)."""
+        if not ids:
+            return set()
+        now = now or utcnow()
+        o = outbound_messages
+        stmt = (
+            update(o)
+            .where(o.c.id.in_(sorted(ids)), o.c.claimed_by == claimer, o.c.claimed_until > now,
+                   o.c.status == const("queued"))
+            .values(sending_since=now)
+            .returning(o.c.id)
+        )
+        return {int(r[0]) for r in await conn.execute(stmt)}
+
+    async def renew_leases(
+        self, conn: AsyncConnection, claimer: str, ids: Sequence[int], until: datetime
+    ) -> int:
+        """The heartbeat: extend the leases `claimer` still holds on `ids` (rows recorded meanwhile are left)."""
+        if not ids:
+            return 0
+        o = outbound_messages
+        result = await conn.execute(
+            update(o).where(o.c.id.in_(sorted(ids)), o.c.claimed_by == claimer).values(claimed_until=until)
+        )
+        return int(result.rowcount or 0)
 
     async def release(
         self,
@@ -507,6 +547,7 @@ class DispatchQueries:
         values: dict[str, Any] = {
             "claimed_by": None,
             "claimed_until": None,
+            "sending_since": None,
             "due_at": as_utc(due_at),
             "waiting_reason": waiting_reason,
             "updated_at": utcnow(),
@@ -558,6 +599,7 @@ class DispatchQueries:
             values: dict[str, Any] = {
                 "claimed_by": None,
                 "claimed_until": None,
+                "sending_since": None,
                 "due_at": bindparam("v_due"),
                 "waiting_reason": bindparam("v_reason"),
                 "updated_at": now,
@@ -585,7 +627,7 @@ class DispatchQueries:
         await conn.execute(
             update(o)
             .where(o.c.id == bindparam("b_id"), o.c.claimed_by == claimer, o.c.status != "queued")
-            .values(claimed_by=None, claimed_until=None),
+            .values(claimed_by=None, claimed_until=None, sending_since=None),
             [{"b_id": item.outbound_id} for item in items],
         )
 

@@ -555,3 +555,8 @@ Index(
     sqlite_where=text("claimed_until IS NOT NULL"),
     postgresql_where=text("claimed_until IS NOT NULL"),
 )
+
+# ---- revision 0012 (the send fence) ----
+# When the holder of the lease started to send the row (`OutboxRepository.mark_sending`); NULL: not tried under
+# this lease, so an expired lease releases it at once instead of treating its outcome as unknown.
+outbound_messages.append_column(Column("sending_since", UTCDateTime, nullable=True))
