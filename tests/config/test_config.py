@@ -158,3 +158,13 @@ def test_cli_config_check_masks_database_and_redis_passwords(files: Path) -> Non
     assert "redis://:***@127.0.0.1:6379/0" in result.output
     settings = load_settings(files / "waflow.toml")
     assert {"pg-pass/word", "redis-pass-77"} <= set(settings.secret_values()), "the log redactor knows them"
+
+
+def test_engine_limits_reach_the_engine(files: Path) -> None:
+    from waflow.server.parts import engine_config
+
+    text = NUMBER + "\n[engine]\nturn_share = 7\nmax_pending_per_contact = 250\nexpression_timeout_s = 0.05\n"
+    config = engine_config(load_settings(write(files, text)))
+    assert (config.turn_share, config.max_pending_per_contact, config.expression_timeout) == (7, 250, 0.05)
+    found = problems(write(files, NUMBER + "\n[engine]\nturn_share = 0\n"))
+    assert any(p.startswith("engine.turn_share") for p in found), found

@@ -14,12 +14,34 @@ from waflow.api.errors import ApiError
 _bearer = HTTPBearer(auto_error=False, description="an admin API key from `api.keys`")
 
 
-def key_matches(presented: str, hashes: list[str] | tuple[str, ...]) -> bool:
-    digest = "sha256:" + hashlib.sha256(presented.encode("utf-8", "surrogatepass")).hexdigest()
-    found = False
+def key_digest(presented: str) -> str:
+    """The `sha256:<hex>` form of a presented key (what `api.keys` stores)."""
+    return "sha256:" + hashlib.sha256(presented.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def matching_key(presented: str, hashes: list[str] | tuple[str, ...]) -> str | None:
+    """The configured hash that `presented` matches, or None; every hash is compared, in constant time."""
+    digest = key_digest(presented)
+    found: str | None = None
     for stored in hashes:  # no early exit: the time does not tell which key matched
-        found |= hmac.compare_digest(digest, stored)
+        if hmac.compare_digest(digest, stored):
+            found = stored
     return found
+
+
+def key_matches(presented: str, hashes: list[str] | tuple[str, ...]) -> bool:
+    return matching_key(presented, hashes) is not None
+
+
+def bearer_credentials(authorization: str | None) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header value (scheme case-insensitive), else None."""
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() != "bearer" or not credentials:
+        return None
+    return credentials
 
 
 def context(request: Request) -> ApiContext:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import re
+import ssl
 import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
@@ -139,14 +141,174 @@ class ServerSettings(_Section):
         description="seconds a webhook POST may be predicted to wait for its inbox commit (events waiting / recent "
                     "commit rate, or the oldest one's wait) beyond which it is answered 503 + Retry-After instead",
     )
+    # -- transport: TLS, proxies (see `waflow.server.intake` and `waflow.server.protocol`) --------------------
+    tls_certfile: Path | None = Field(
+        None, description="PEM certificate chain: `waflow serve` speaks HTTPS (with tls_keyfile unless the file "
+                          "holds the key too)",
+    )
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile")
+    tls_keyfile_password: SecretStr | None = Field(
+        None, description="password of an encrypted tls_keyfile: env:VAR, file:/path or the value itself",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="IPs / CIDRs of the reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed "
+                    "(everyone else's are ignored)",
+    )
+    require_https: bool = Field(
+        False, description="refuse (403) a request that did not arrive over TLS, directly or through a trusted "
+                           "proxy that says X-Forwarded-Proto: https",
+    )
+    # -- bounded intake ------------------------------------------------------------------------------------------
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="a connection must deliver a request's headers within this long (from the "
+                                        "accept, or from the request's first byte on a kept-alive connection)",
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="a request's body must arrive whole within this long of its headers (408)",
+    )
+    keep_alive_timeout_s: float = Field(5.0, gt=0, le=600, description="an idle kept-alive connection is closed after")
+    max_header_bytes: int = Field(
+        32768, ge=1024, le=1048576, description="request line + headers larger than this are refused (431)",
+    )
+    api_max_body_bytes: int = Field(
+        1_000_000, gt=0, le=1 << 30,
+        description="request bodies beyond the webhook endpoint (admin API, ...) larger than this are refused (413) "
+                    "while streaming; a flow upload is capped at 1,000,000 bytes whatever this says",
+    )
+    max_connections: int = Field(
+        1000, gt=0, le=1_000_000, description="open connections beyond this are closed at once on accept",
+    )
+    max_connections_per_address: int = Field(
+        100, gt=0, le=1_000_000,
+        description="open connections from one client address beyond this are closed at once on accept "
+                    "(trusted proxies are exempt)",
+    )
+    # -- rate limits (token buckets, per process) -----------------------------------------------------------------
+    auth_failures_per_s: float = Field(
+        2.0, gt=0, le=1_000_000,
+        description="per client address: requests refused for a missing/wrong API key, a missing/bad webhook "
+                    "signature or plain HTTP under require_https, beyond which they are answered 429",
+    )
+    auth_failures_burst: int = Field(10, gt=0, le=1_000_000, description="... and the burst allowed")
+    api_requests_per_s: float = Field(
+        100.0, gt=0, le=1_000_000, description="admin API requests per API key (429 + Retry-After beyond)",
+    )
+    api_burst: int = Field(200, gt=0, le=1_000_000, description="... and the burst allowed")
+    intake_requests_per_s: float = Field(
+        5000.0, gt=0, le=10_000_000,
+        description="global ceiling: requests per second admitted past the key / signature-header checks; beyond, "
+                    "503 + Retry-After (Meta retries)",
+    )
+    intake_burst: int = Field(10000, gt=0, le=10_000_000, description="... and the burst allowed")
+    penalized_connections_per_s: float = Field(
+        10.0, gt=0, le=1_000_000,
+        description="new connections from addresses over their failure budget are read at most this many per "
+                    "second, all such addresses together (a signed webhook among them is still stored)",
+    )
+
+    @field_validator("tls_certfile", "tls_keyfile")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser()
+        try:
+            with path.open("rb") as fh:
+                fh.read(1)
+        except IsADirectoryError:
+            raise ValueError(f"{path} is a directory, not a PEM file") from None
+        except OSError as exc:
+            raise ValueError(f"file {path} is unreadable ({exc.strerror or type(exc).__name__})") from None
+        return path
+
+    @field_validator("tls_keyfile_password")
+    @classmethod
+    def _password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        try:
+            return resolve(value)
+        except SecretUnavailable as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for i, entry in enumerate(value):
+            try:
+                out.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"[{i}]: {entry.strip()[:64]!r} is not an IP address or CIDR "
+                                 "(e.g. 10.0.0.5 or 10.0.0.0/24)") from None
+        return out
+
+    @model_validator(mode="after")
+    def _tls(self) -> ServerSettings:
+        if self.tls_keyfile is not None and self.tls_certfile is None:
+            raise ValueError("server.tls_certfile: is required when server.tls_keyfile is set")
+        if self.tls_keyfile_password is not None and self.tls_certfile is None:
+            raise ValueError("server.tls_certfile: is required when server.tls_keyfile_password is set")
+        if self.tls_certfile is not None:
+            self.tls_context()  # ValueError naming the file and what is wrong with it
+        if self.require_https and self.tls_certfile is None and not self.trusted_proxies:
+            raise ValueError("server.require_https: needs server.tls_certfile (TLS here) or server.trusted_proxies "
+                             "(TLS at a proxy): otherwise no request could ever arrive over HTTPS")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certfile is not None
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The server's TLS context (TLS 1.2 or newer, HTTP/1.1); ValueError naming the setting when the
+        certificate or key cannot be used. Never prompts for a key password (an encrypted key without
+        `tls_keyfile_password` is an error)."""
+        assert self.tls_certfile is not None
+        password = self.tls_keyfile_password.get_secret_value() if self.tls_keyfile_password else ""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_alpn_protocols(["http/1.1"])
+        key = self.tls_keyfile or self.tls_certfile
+        try:
+            ctx.load_cert_chain(self.tls_certfile, self.tls_keyfile, password=lambda: password.encode())
+        except OSError as exc:  # ssl.SSLError is an OSError too
+            raise ValueError(_tls_problem(exc, self.tls_certfile, key, bool(password))) from None
+        return ctx
+
+
+def _tls_problem(exc: OSError, certfile: Path, keyfile: Path, has_password: bool) -> str:
+    """What is wrong with a certificate / key pair, in words (never the password)."""
+    reason = str(getattr(exc, "reason", "") or "")
+
+    def head(path: Path) -> bytes:
+        try:
+            return path.read_bytes()[: 1 << 20]
+        except OSError:
+            return b""
+
+    if reason == "KEY_VALUES_MISMATCH":
+        return f"server.tls_keyfile: the key in {keyfile} does not belong to the certificate in {certfile}"
+    if b"-----BEGIN CERTIFICATE-----" not in head(certfile):
+        return f"server.tls_certfile: {certfile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+    key_text = head(keyfile)
+    if b"PRIVATE KEY-----" not in key_text:
+        return f"server.tls_keyfile: {keyfile} holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)"
+    if b"ENCRYPTED" in key_text:
+        what = "is wrong" if has_password else "is not set"
+        return f"server.tls_keyfile_password: {what}: the key in {keyfile} is encrypted"
+    detail = reason or str(exc) or type(exc).__name__
+    return f"server.tls_certfile: the certificate {certfile} and key {keyfile} cannot be used ({detail})"
 
 
 class OutboxSettings(_Section):
     """How the dispatchers treat a send whose outcome is unknown (a timeout, a dropped connection, a crash)."""
 
     lease_s: float = Field(
-        60.0, ge=5, le=3600,
-        description="a claimed row is held this long; a process that died holding it leaves it unknown after",
+        15.0, ge=3, le=3600,
+        description="a claimed row is held this long, renewed every lease_s / 3 while its process lives: a dead "
+                    "process's rows return after it (untried ones due at once, maybe-sent ones after the grace)",
     )
     unknown_grace_s: float = Field(
         60.0, ge=1, le=86400,
@@ -202,6 +364,21 @@ class ApiSettings(_Section):
         return hashed
 
 
+class EngineSettings(_Section):
+    """Bounded work per contact (the engine's `EngineConfig` has the why of each)."""
+
+    expression_work: int = Field(500_000, ge=1_000, le=100_000_000,
+                                 description="work units one template or expression may use")
+    expression_timeout_s: float = Field(0.1, gt=0, le=10, description="seconds one template or expression may take")
+    event_expression_timeout_s: float = Field(0.25, gt=0, le=60,
+                                              description="seconds all the templates of one event may take")
+    turn_share: int = Field(4, ge=1, le=10_000, description="events of one contact per turn while others wait")
+    max_pending_per_contact: int = Field(100, ge=1, le=10_000,
+                                         description="messages of one contact waiting at most; newer ones beyond "
+                                                     "are set aside unprocessed (counted, logged)")
+    round_time_s: float = Field(0.25, gt=0, le=60, description="an engine round takes no further event after this")
+
+
 class HttpNodeSettings(_Section):
     allow_hosts: list[str] = Field(
         default_factory=list, description="hosts an http node may reach although they are private/loopback"
@@ -233,6 +410,7 @@ class Settings(BaseSettings):
     commands: CommandSettings = Field(default_factory=CommandSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     http: HttpNodeSettings = Field(default_factory=HttpNodeSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
     log_format: LogFormat = "text"
     log_level: LogLevel = "info"
 
@@ -255,15 +433,6 @@ class Settings(BaseSettings):
         except Exception as exc:
             raise ValueError(f"not a usable database URL or path ({type(exc).__name__})") from None
         return value
-
-    @model_validator(mode="after")
-    def _lease_outlasts_a_send(self) -> Settings:
-        # a lease that ends while its send is still under way makes the send "unknown" and may send it twice
-        longest = self.graph.timeout_s + 5
-        if self.outbox.lease_s <= longest:
-            raise ValueError(f"outbox.lease_s ({self.outbox.lease_s:g} s) must exceed the longest send, "
-                             f"graph.timeout_s + 5 = {longest:g} s")
-        return self
 
     @model_validator(mode="after")
     def _unique_numbers(self) -> Settings:
@@ -303,6 +472,8 @@ class Settings(BaseSettings):
             with contextlib.suppress(SecretUnavailable):
                 values.append(resolve_secret(number.token.get_secret_value()))
         values += [p for url in (self.store_url, self.redis_url) if url and (p := url_password(url))]
+        if self.server.tls_keyfile_password is not None:
+            values.append(self.server.tls_keyfile_password.get_secret_value())
         return [v for v in values if v]
 
     def redacted(self) -> dict[str, Any]:

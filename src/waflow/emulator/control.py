@@ -1,4 +1,16 @@
-"""The emulator-only control plane under `/_emulator/...` (JSON in, JSON out, no auth: localhost tooling)."""
+"""The emulator-only control plane under `/_emulator/...` (JSON in, JSON out, no auth: localhost tooling).
+
+No auth, but no cross-site requests either: a web page the developer visits must not be able to drive it
+(advance the clock, expire tokens, inject messages). A browser sends a cross-site request without asking first
+(a "simple" request) only with a form or text content type, or without a body; so every request that may change
+something (any method but GET / HEAD / OPTIONS) must
+
+- carry its body as `Content-Type: application/json` (any other content type, or a body without one: 415) —
+  a page can send JSON cross-site only after a CORS preflight, which the control plane never grants;
+- and come from no web page of another origin: a request whose `Origin` header is not this server's own
+  (`http://<Host>`, or `https://<Host>`) is refused 403. Browsers send `Origin` with every such request, even
+  a bodyless one; tools (httpx, curl) send none.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import StatusDelays
 from .graph_errors import async_error
@@ -208,7 +223,40 @@ def control_app(emu: Emulator) -> Starlette:
         Route("/_emulator/templates/{template_id}/status", template_status, methods=["POST"]),
         Route("/_emulator/limits/reset", reset_limits, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={_Bad: on_bad, ValidationError: on_bad})
+    return Starlette(routes=routes, exception_handlers={_Bad: on_bad, ValidationError: on_bad},
+                     middleware=[Middleware(_SameSiteJsonOnly)])
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class _SameSiteJsonOnly:
+    """Refuses a state-changing request a browser page of another site could send without a preflight."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in _SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        host = headers.get("host", "")
+        if origin is not None and origin.lower() not in (f"http://{host}".lower(), f"https://{host}".lower()):
+            response = JSONResponse({"error": "cross-site request refused: the control plane takes requests from "
+                                              "tools or its own origin only"}, status_code=403)
+            await response(scope, receive, send)
+            return
+        ctype = headers.get("content-type")
+        has_body = "transfer-encoding" in headers or headers.get("content-length", "0").strip() not in ("", "0")
+        media = ctype.split(";", 1)[0].strip().lower() if ctype is not None else None
+        if (ctype is not None or has_body) and media != "application/json":
+            response = JSONResponse({"error": "the control plane takes JSON: send the body with "
+                                              "Content-Type: application/json"}, status_code=415)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class _Bad(Exception):

@@ -9,7 +9,10 @@
     worker(settings)                      # engine + timers + dispatchers + status processor, no HTTP
 
 Modules: `parts` (what is built), `lifecycle` (start / bounded stop), `app` (the ASGI app), `run`
-(the processes), `metrics` (process-level gauges and counters).
+(the processes), `metrics` (process-level gauges and counters), `intake` (the bounded intake in front of the
+app: credentials before bodies, body limits and deadlines, rate limits), `protocol` (uvicorn's protocol with
+header deadlines and limits, connection limits, the slow lane), `proxies` (trusted `X-Forwarded-*`),
+`ratelimit` (token buckets), `testing` (`waflow serve` for tests).
 """
 
 from waflow.server.app import api_context, create_app

@@ -60,10 +60,17 @@ def engine_config(settings: Settings) -> EngineConfig:
     for name, action in actions.items():
         for word in getattr(settings.commands, name):
             commands[word] = Command(action=action, reply=replies[action])
+    engine = settings.engine
     return EngineConfig(
         commands=commands,
         http_allow_hosts=frozenset(settings.http.allow_hosts),
         poll_interval=settings.server.poll_interval_s,
+        expression_work=engine.expression_work,
+        expression_timeout=engine.expression_timeout_s,
+        event_expression_timeout=engine.event_expression_timeout_s,
+        turn_share=engine.turn_share,
+        max_pending_per_contact=engine.max_pending_per_contact,
+        round_seconds=engine.round_time_s,
     )
 
 

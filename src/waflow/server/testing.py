@@ -4,22 +4,38 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import uvicorn
 
-from waflow.config import hash_api_key
+from waflow.config import Settings, hash_api_key
 from waflow.emulator import EmulatorHandle
 
+if TYPE_CHECKING:
+    from waflow.server.intake import Intake
+
 API_KEY = "serve-process-admin-key-01234"
+# What `write_config` sets unless told otherwise: the rate limits and connection limits of `[server]` out of
+# the way. The suites that start `waflow serve` through it try other promises from one loopback address (a
+# reliability scenario sends hundreds of wrong keys on purpose, a storm opens 64 connections beside the
+# emulator's); `tests/server/test_rate_limits.py` and `test_intake.py` try the limits themselves.
+LIFTED_LIMITS: dict[str, Any] = {
+    "auth_failures_per_s": 1_000_000, "auth_failures_burst": 1_000_000,
+    "api_requests_per_s": 1_000_000, "api_burst": 1_000_000,
+    "intake_requests_per_s": 10_000_000, "intake_burst": 10_000_000,
+    "max_connections": 100_000, "max_connections_per_address": 100_000,
+}
 
 
 def free_port() -> int:
@@ -41,10 +57,12 @@ def _toml(value: Any) -> str:
 def write_config(folder: Path, emulator: EmulatorHandle, *, port: int, flows_dir: Path | None = None,
                  server: Mapping[str, Any] | None = None, top: Mapping[str, Any] | None = None,
                  store_url: str | None = None, sections: Mapping[str, Mapping[str, Any]] | None = None,
-                 number: Mapping[str, Any] | None = None) -> Path:
+                 number: Mapping[str, Any] | None = None, lift_limits: bool = True) -> Path:
     """A waflow.toml for a serve process talking to `emulator` (token in a file, secret from the emulator).
     `store_url`: default a SQLite file in `folder`; `sections`: more tables (`{"outbox": {"lease_s": 6}}`);
-    `number`: more settings of the number (`{"app_id": emulator.config.app_id}`)."""
+    `number`: more settings of the number (`{"app_id": emulator.config.app_id}`); `lift_limits`: put
+    `LIFTED_LIMITS` under `[server]` (the settings in `server` win), False: the defaults."""
+    server = {**(LIFTED_LIMITS if lift_limits else {}), **(server or {})}
     cfg = emulator.config
     token = folder / "access-token"
     token.write_text(cfg.access_token)
@@ -102,11 +120,17 @@ class ServeProcess:
     """`python -m waflow.server -c <config>`; `await start()` waits for /readyz."""
 
     def __init__(self, config: Path, port: int, *, log: Path | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, verify: ssl.SSLContext | None = None,
+                 command: Sequence[str] | None = None) -> None:
+        """`verify`: the process speaks HTTPS (`[server] tls_*`); this context trusts its certificate.
+        `command`: what to run instead of `python -m waflow.server -c <config>` (e.g. `waflow serve` with flags)."""
         self.config = config
+        self.command = list(command) if command is not None else [sys.executable, "-m", "waflow.server", "-c",
+                                                                  str(config)]
         self.env = dict(env or {})
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.verify: ssl.SSLContext | bool = verify if verify is not None else True
+        self.url = f"{'https' if verify is not None else 'http'}://127.0.0.1:{port}"
         self.log = log or config.with_name("serve.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -114,15 +138,13 @@ class ServeProcess:
         """Start the process and return at once (`start` also waits until it is ready)."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "waflow.server", "-c", str(self.config)], stdout=out, stderr=out, env=env
-            )
+            self.proc = subprocess.Popen(self.command, stdout=out, stderr=out, env=env, stdin=subprocess.DEVNULL)
 
     async def start(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         self.launch()
         assert self.proc is not None
         deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(verify=self.verify) as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     tail = self.log.read_text()[-2000:]
@@ -164,4 +186,46 @@ class ServeProcess:
         return await self.wait(timeout)
 
     def api(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
+        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10,
+                                 verify=self.verify)
+
+
+class _InProcessServer(uvicorn.Server):
+    """`waflow serve`'s uvicorn inside a test's event loop: the signals stay the test runner's."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_in_process(settings: Settings, *, clock: ManualClock | None = None,
+                           host: str = "127.0.0.1") -> AsyncIterator[tuple[str, Intake]]:
+    """What `waflow serve` runs (`serve_app` under `uvicorn_config`: intake, guarded protocol, TLS) on a free
+    port of `host` in this event loop, lifespan included; yields (base URL, the intake). `clock`: the rate
+    limits' time (a `ManualClock`: the test moves it)."""
+    from waflow.server.run import serve_app, uvicorn_config
+
+    app = serve_app(settings, clock=clock.now if clock is not None else None)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(2048)
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    server = _InProcessServer(uvicorn_config(settings, app, host=host, port=port, log_config=None,
+                                             timeout_graceful_shutdown=1))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("waflow serve (in process) exited during startup")
+            await asyncio.sleep(0.005)  # uvicorn offers no event for "listening"
+        yield f"{'https' if settings.server.tls else 'http'}://{host}:{port}", app
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        app.guard.close()
+        sock.close()

@@ -2,6 +2,9 @@
 
 Reports syntax errors and refused constructs (errors), names outside the context, `response`
 outside an http node's `save`, and `vars.<name>` that nothing in the flow ever sets (warnings).
+A template that reads nothing of the context (its work is the same for every message) is also run once,
+under the sandbox's limits: one that goes over its work budget or its time is an error here rather than a
+failure of every conversation that reaches it (`over-limit`; the trial runs of one flow have 0.5 s together).
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ from waflow.engine.flows.nodes import (
     TemplateNode,
 )
 from waflow.engine.flows.problems import FlowProblem, error, warning
+from waflow.engine.flows.sandbox import DEFAULT_LIMITS, ExpressionLimits, expression_turn
 
 Path = tuple[str | int, ...]
 Item = tuple[Path, str, bool]  # (path, source, is_expression)
+TRIAL_SECONDS = 0.5  # the trial runs of one flow's context-free templates, together
 
 
 def _leaves(path: Path, value: Any) -> Iterator[Item]:
@@ -123,8 +128,26 @@ def variables_set(defn: FlowDefinition) -> set[str]:
     return names
 
 
-def check_expressions(defn: FlowDefinition, engine: ExpressionEngine | None = None) -> Iterable[FlowProblem]:
+def _trial(engine: ExpressionEngine, compiled: CompiledTemplate | CompiledExpression) -> ExpressionError | None:
+    """Run a template that reads nothing of the context; the limit it went over, if it did."""
+    try:
+        if isinstance(compiled, CompiledTemplate):
+            compiled.render({})
+        else:
+            compiled.evaluate({})
+    except ExpressionError as exc:
+        return exc if exc.limit in ("work", "time") else None
+    return None
+
+
+def check_expressions(defn: FlowDefinition, engine: ExpressionEngine | None = None) -> list[FlowProblem]:
     engine = engine or default_engine
+    limits = ExpressionLimits(DEFAULT_LIMITS.work, DEFAULT_LIMITS.seconds, TRIAL_SECONDS)
+    with expression_turn(limits):  # (a list: the account must not outlive this call)
+        return list(_check_expressions(defn, engine))
+
+
+def _check_expressions(defn: FlowDefinition, engine: ExpressionEngine) -> Iterable[FlowProblem]:
     known_vars = variables_set(defn)
     for node_id, node in defn.nodes.items():
         for path, source, is_expression in sources(node):
@@ -137,6 +160,11 @@ def check_expressions(defn: FlowDefinition, engine: ExpressionEngine | None = No
                 yield error("bad-expression", f"{exc.problem} (in {source[:80]!r})", node_id, path)
                 continue
             refs = references(compiled)
+            if not refs.names - set(engine.env.globals) and ("{%" in source or "|" in source):
+                over = _trial(engine, compiled)
+                if over is not None:
+                    yield error("over-limit", f"{over.problem} (in {source[:80]!r})", node_id, path)
+                    continue
             for name in sorted(refs.names - set(CONTEXT_NAMES)):
                 yield warning(
                     "unknown-name",

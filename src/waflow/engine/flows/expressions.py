@@ -3,8 +3,9 @@
 Everything is compiled once (an LRU cache keyed by source) in the hardened sandbox of
 `sandbox.py` and evaluated over a context of `contact`, `vars`, `message`, `response`, `flow`.
 Undefined names and attributes are empty (`ChainableUndefined`): `{{ vars.missing.deep }}` → `""`.
-Any problem — a syntax error, a refused operation, an exception while rendering — is raised as
-`ExpressionError`, naming the expression and the problem.
+Any problem — a syntax error, a refused operation, an exception while rendering, a limit of work or time
+(`sandbox.ExpressionLimits`) — is raised as `ExpressionError`, naming the expression and the problem (and, for a
+limit, which one: `limit`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from jinja2.parser import Parser
 from jinja2.runtime import Undefined
 from jinja2.utils import concat
 
-from waflow.engine.flows.sandbox import FlowSandbox, RenderBudget, harden
+from waflow.engine.flows.sandbox import FlowSandbox, LimitExceeded, RenderBudget, harden
 
 CONTEXT_NAMES = ("contact", "vars", "message", "response", "flow")
 MAX_SOURCE = 16_000
@@ -34,16 +35,19 @@ _SINGLE = re.compile(r"^\s*\{\{(?P<inner>.*)\}\}\s*$", re.DOTALL)
 class ExpressionError(Exception):
     """A template or expression that does not compile or cannot be evaluated."""
 
-    def __init__(self, expression: str, problem: str, line: int | None = None) -> None:
+    def __init__(self, expression: str, problem: str, line: int | None = None, *, limit: str | None = None) -> None:
         self.expression = expression
         self.problem = problem
         self.line = line
+        self.limit = limit  # work / time / turn_time when a limit stopped it
         shown = expression if len(expression) <= 120 else expression[:117] + "..."
         where = f" (line {line})" if line and "\n" in expression else ""
         super().__init__(f"in {shown!r}{where}: {problem}")
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, LimitExceeded):
+        return f"limit exceeded: {exc}"
     if isinstance(exc, SecurityError):
         return f"refused: {exc}"
     if isinstance(exc, TemplateSyntaxError):
@@ -55,6 +59,10 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, TemplateError):
         return exc.message or type(exc).__name__
     return f"{type(exc).__name__}: {exc}"
+
+
+def _error(source: str, exc: Exception) -> ExpressionError:
+    return ExpressionError(source, _describe(exc), getattr(exc, "lineno", None), limit=getattr(exc, "limit", None))
 
 
 def make_context(
@@ -203,7 +211,7 @@ class ExpressionEngine:
         size = 0
         try:
             with RenderBudget():
-                for chunk in compiled._template.generate(dict(ctx)):
+                for chunk in compiled._template.generate(dict(ctx)):  # each `{{ }}` is charged (`_finalize`)
                     size += len(chunk)
                     if size > max_length:
                         raise ExpressionError(compiled.source, f"output longer than {max_length} characters")
@@ -211,7 +219,7 @@ class ExpressionEngine:
         except ExpressionError:
             raise
         except Exception as exc:
-            raise ExpressionError(compiled.source, _describe(exc), getattr(exc, "lineno", None)) from None
+            raise _error(compiled.source, exc) from None
         return concat(out)
 
     def _evaluate(self, compiled: CompiledExpression, ctx: Mapping[str, Any]) -> Any:
@@ -223,7 +231,7 @@ class ExpressionEngine:
                     pass
                 value = context.vars["result"]
         except Exception as exc:
-            raise ExpressionError(compiled.source, _describe(exc), getattr(exc, "lineno", None)) from None
+            raise _error(compiled.source, exc) from None
         if isinstance(value, Undefined):
             return None
         return value

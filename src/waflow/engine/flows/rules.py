@@ -70,7 +70,11 @@ class DateRule(_Rule):
 
 
 class RegexRule(_Rule):
-    regex: str = Field(min_length=1, max_length=1000, description="Python regex the whole answer must match")
+    regex: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="RE2 regex (linear time: no backreferences or look-around) the whole answer must match",
+    )
 
 
 class ChoiceRule(_Rule):

@@ -7,10 +7,11 @@ Each trigger is a one-key mapping: `{keyword: [hi, menu]}`, `{regex: '^order \\d
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
+
+from waflow.engine.flows import regex as linear
 
 
 class _Trigger(BaseModel):
@@ -40,12 +41,16 @@ class KeywordTrigger(_Trigger):
 
 
 class RegexTrigger(_Trigger):
-    """The message text matches the regex (searched, case-insensitive)."""
+    """The message text matches the regex (searched, case-insensitive; RE2, in linear time: see `regex`)."""
 
-    regex: str = Field(min_length=1, max_length=1000)
+    regex: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="RE2 syntax (linear time: no backreferences or look-around), searched case-insensitively",
+    )
 
     def matches(self, text: str | None) -> bool:
-        return text is not None and re.search(self.regex, text, re.IGNORECASE) is not None
+        return linear.matches(self.regex, text, ignore_case=True)
 
 
 class FirstMessageTrigger(_Trigger):

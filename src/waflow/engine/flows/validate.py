@@ -3,8 +3,9 @@
 Checks: the start node and every transition target exist; no node but `end` is a dead end;
 unreachable nodes; cycles that never wait for the user or a timer; WhatsApp's limits on
 buttons, lists and texts; duplicate button and row ids; every template and expression compiles
-in the sandbox; regexes compile; question rules make sense; http settings; triggers; jumps into
-other flows (when those flows are given); sending after a long wait (the 24 h window).
+in the sandbox; regexes compile in RE2 and are not too complex (`flows.regex`); question rules
+make sense; http settings; triggers; jumps into other flows (when those flows are given); sending
+after a long wait (the 24 h window).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from waflow.engine.flows.nodes import (
     WaitNode,
 )
 from waflow.engine.flows.problems import FlowProblem, Severity, error, warning
+from waflow.engine.flows.regex import pattern_problem
 from waflow.engine.flows.rules import ChoiceRule, DateRule, NumberRule, RegexRule, TextRule
 from waflow.engine.flows.triggers import KeywordTrigger, RegexTrigger
 
@@ -187,10 +189,9 @@ def _check_rule(node_id: str, node: QuestionNode) -> Iterable[FlowProblem]:
     rule = node.validate_
     path = ("validate", rule.kind)
     if isinstance(rule, RegexRule):
-        try:
-            re.compile(rule.regex)
-        except re.error as exc:
-            yield error("bad-regex", f"invalid regex: {exc}", node_id, path)
+        problem = pattern_problem(rule.regex)
+        if problem is not None:
+            yield error("bad-regex", f"invalid regex {rule.regex[:80]!r}: {problem}", node_id, path)
     elif isinstance(rule, NumberRule) and None not in (rule.number.min, rule.number.max):
         if rule.number.min > rule.number.max:  # type: ignore[operator]
             yield error("bad-rule", "'min' is greater than 'max'", node_id, path)
@@ -312,10 +313,11 @@ def _check_triggers(defn: FlowDefinition) -> Iterable[FlowProblem]:
     seen: set[str] = set()
     for i, trigger in enumerate(defn.triggers):
         if isinstance(trigger, RegexTrigger):
-            try:
-                re.compile(trigger.regex)
-            except re.error as exc:
-                yield error("bad-regex", f"invalid regex: {exc}", path=("triggers", i, "regex"))
+            problem = pattern_problem(trigger.regex, ignore_case=True)
+            if problem is not None:
+                yield error(
+                    "bad-regex", f"invalid regex {trigger.regex[:80]!r}: {problem}", path=("triggers", i, "regex")
+                )
         elif isinstance(trigger, KeywordTrigger):
             for j, word in enumerate(trigger.keyword):
                 key = word.strip().casefold()

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from waflow.canonical import InboundMessage
+from waflow.engine.flows.regex import PatternError, compile_linear
 from waflow.engine.flows.rules import (
     ChoiceRule,
     DateRule,
@@ -106,11 +107,11 @@ def check_answer(rule: Any, msg: InboundMessage, today: date) -> Any:
             return _date(_text(msg), rule, today)
         case RegexRule():
             text = _text(msg)
-            try:
-                matched = re.fullmatch(rule.regex, text)
-            except re.error:
+            try:  # RE2: linear in the answer's length, whatever the pattern (see `flows.regex`)
+                pattern = compile_linear(rule.regex)
+            except PatternError:
                 raise Rejected("bad pattern") from None
-            if matched is None:
+            if not pattern.fullmatch(text):
                 raise Rejected("no match")
             return text
         case ChoiceRule():

@@ -14,18 +14,25 @@ event (contact, session, update) were ~70% of the batch time in the `bench.engin
 
 Marking done still refuses to mark an event that is not open any more (`AlreadyApplied` rolls the
 whole transaction back): the double-apply guard holds however the batch was read.
+
+Fair rounds (`pick_fair`, `load_window`, `load_batch_ids`, `shed_backlog`): when one contact has more events
+waiting than its share of a round, the round is chosen from a window of the oldest open events — each contact
+at most `share` of them, the oldest first — so one contact's backlog is worked through in turn with everyone
+else's instead of ahead of it; and a contact with more than its backlog cap of messages waiting has the newest
+beyond the cap set aside (`dead`, with the reason as `error`).
 """
 
 from __future__ import annotations
 
 import functools
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Boolean, Select, and_, bindparam, select, text, update
+from sqlalchemy import JSON, Boolean, Integer, Select, and_, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.engine.runtime.state import DEFERRED_KEYS, SQLITE_DEFERRED_UPDATE, SessionBook, SessionState
@@ -85,15 +92,8 @@ class Batch:
     sessions: dict[int, SessionState | None]  # contact id → its active session (None: it has none)
 
 
-@functools.lru_cache(maxsize=8)
-def _batch_query(limit: int) -> Select[Any]:
-    ev = (
-        select(*(inbound_events.c[name] for name in _EVENT_FIELDS))
-        .where(text(ENGINE_OPEN_EVENTS))
-        .order_by(inbound_events.c.id)
-        .limit(limit)
-        .subquery("e")
-    )
+def _joined(ev: Any) -> Select[Any]:
+    """The events of the subquery `ev` with, per event, its contact and the contact's active session."""
     joined = ev.outerjoin(
         contacts, and_(contacts.c.phone_number_id == ev.c.phone_number_id, contacts.c.contact_key == ev.c.contact_key)
     ).outerjoin(sessions, and_(sessions.c.contact_id == contacts.c.id, sessions.c.state != const("ended")))
@@ -105,12 +105,42 @@ def _batch_query(limit: int) -> Select[Any]:
     return select(*columns).select_from(joined).order_by(ev.c.id)
 
 
+@functools.lru_cache(maxsize=8)
+def _batch_query(limit: int) -> Select[Any]:
+    ev = (
+        select(*(inbound_events.c[name] for name in _EVENT_FIELDS))
+        .where(text(ENGINE_OPEN_EVENTS))
+        .order_by(inbound_events.c.id)
+        .limit(limit)
+        .subquery("e")
+    )
+    return _joined(ev)
+
+
+_BATCH_BY_IDS = _joined(
+    select(*(inbound_events.c[name] for name in _EVENT_FIELDS))
+    .where(inbound_events.c.id.in_(bindparam("ids", expanding=True)), text(ENGINE_OPEN_EVENTS))
+    .subquery("e")
+)
+
+
 async def load_batch(conn: AsyncConnection, limit: int) -> Batch:
     """The oldest `limit` open engine events, their contacts (filed under the event's key) and those contacts'
     active sessions, in one statement. A contact found under another of its ids, or not yet created, is not
     in `contacts`: the worker looks it up the slow way (`lock_contact`)."""
+    return _read_batch(await conn.execute(_batch_query(limit)))
+
+
+async def load_batch_ids(conn: AsyncConnection, ids: list[int]) -> Batch:
+    """Like `load_batch`, for these events (those still open), in id order: a fair round's pick."""
+    if not ids:
+        return Batch([], {}, {})
+    return _read_batch(await conn.execute(_BATCH_BY_IDS, {"ids": ids}))
+
+
+def _read_batch(rows: Any) -> Batch:
     batch = Batch([], {}, {})
-    for row in await conn.execute(_batch_query(limit)):
+    for row in rows:
         event = InboundEventRecord(*row[:_C0])
         batch.events.append(event)
         if row[_C0] is None:
@@ -128,6 +158,125 @@ async def load_batch(conn: AsyncConnection, limit: int) -> Batch:
         values["runtime"] = dict(values["runtime"] or {})
         batch.sessions[contact.id] = SessionState(**values)
     return batch
+
+
+# ---- fair rounds ----
+
+# the partial WHERE of `ix_inbound_events_open_by_contact`, as text (a bound state proves nothing to SQLite)
+_OPEN = "state IN ('pending', 'failed')"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRow:
+    """An open engine event as a fair round sees it: id, contact, kind."""
+
+    id: int
+    key: GroupKey
+    kind: str
+
+
+@functools.lru_cache(maxsize=8)
+def _window_query(limit: int) -> Select[Any]:
+    return (
+        select(*(inbound_events.c[name] for name in ("id", "phone_number_id", "contact_key", "kind")))
+        .where(text(ENGINE_OPEN_EVENTS))
+        .order_by(inbound_events.c.id)
+        .limit(limit)
+    )
+
+
+async def load_window(conn: AsyncConnection, limit: int) -> list[WindowRow]:
+    """The oldest `limit` open engine events, light (no payload): what a fair round chooses from."""
+    return [
+        WindowRow(row.id, (row.phone_number_id or "", row.contact_key or ""), row.kind)
+        for row in await conn.execute(_window_query(limit))
+    ]
+
+
+@dataclass(slots=True)
+class FairPick:
+    """A round's events: ids in id order, how many per contact, and the contacts with events left over."""
+
+    ids: list[int] = field(default_factory=list)
+    per_contact: dict[GroupKey, int] = field(default_factory=dict)
+    capped: list[GroupKey] = field(default_factory=list)  # events of theirs in the window wait for a later round
+
+    @property
+    def up_to(self) -> int:
+        return self.ids[-1] if self.ids else 0
+
+
+def pick_fair(rows: list[WindowRow], *, limit: int, share: int, skip: Collection[GroupKey] = ()) -> FairPick:
+    """At most `limit` events: every contact's oldest `share` first (contacts in the order of their oldest open
+    event), then — if the round has room — `share` more of each that has more, and so on. A contact's events are
+    always a prefix of its queue (its order holds); contacts in `skip` (busy) get none. A contact alone in the
+    window gets a whole round; beside others, its backlog takes turns with theirs."""
+    queues: dict[GroupKey, list[int]] = {}
+    for row in rows:
+        if row.key not in skip:
+            queues.setdefault(row.key, []).append(row.id)
+    pick = FairPick()
+    taken = dict.fromkeys(queues, 0)
+    room = limit
+    while room > 0:
+        progressed = False
+        for key, ids in queues.items():
+            start = taken[key]
+            n = min(share, len(ids) - start, room)
+            if n <= 0:
+                continue
+            taken[key] = start + n
+            room -= n
+            progressed = True
+            if room == 0:
+                break
+        if not progressed:
+            break
+    for key, ids in queues.items():
+        if taken[key]:
+            pick.per_contact[key] = taken[key]
+            pick.ids.extend(ids[: taken[key]])
+        if taken[key] < len(ids) and len(ids) > share:
+            pick.capped.append(key)
+    pick.ids.sort()
+    return pick
+
+
+# The newest open messages of a contact beyond the first `keep`: set aside (`dead`, the reason in `error`).
+# `ix_inbound_events_open_by_contact` finds the (keep+1)-th one (a bounded range of `keep` entries) and the ones
+# after it; engine events (timers, delivery failures, starts, hand-backs) are never set aside.
+_SHED = (
+    update(inbound_events)
+    .where(
+        inbound_events.c.phone_number_id == bindparam("pnid", type_=inbound_events.c.phone_number_id.type),
+        inbound_events.c.contact_key == bindparam("key", type_=inbound_events.c.contact_key.type),
+        text(_OPEN),
+        text("kind = 'message'"),
+        inbound_events.c.id
+        >= (
+            select(inbound_events.c.id)
+            .where(
+                inbound_events.c.phone_number_id == bindparam("pnid"),
+                inbound_events.c.contact_key == bindparam("key"),
+                text(_OPEN),
+                text("kind = 'message'"),
+            )
+            .order_by(inbound_events.c.id)
+            .limit(1)
+            .offset(bindparam("keep", type_=Integer()))
+            .scalar_subquery()
+        ),
+    )
+    .values(
+        state="dead", error=bindparam("error"), processed_at=bindparam("at", type_=inbound_events.c.processed_at.type)
+    )
+)
+
+
+async def shed_backlog(conn: AsyncConnection, key: GroupKey, keep: int, reason: str, at: datetime) -> int:
+    """Set aside the contact's open messages beyond its oldest `keep`; returns how many."""
+    result = await conn.execute(_SHED, {"pnid": key[0], "key": key[1], "keep": keep, "error": reason, "at": at})
+    return int(result.rowcount or 0)
 
 
 def _json(value: Any) -> str:
@@ -215,4 +364,7 @@ async def write_batch(
         raise AlreadyApplied(f"{len(done) - marked} of events {done[:5]}... were already applied")
 
 
-__all__ = ["AlreadyApplied", "Batch", "GroupKey", "load_batch", "mark_done", "write_batch"]
+__all__ = [
+    "AlreadyApplied", "Batch", "FairPick", "GroupKey", "WindowRow", "load_batch", "load_batch_ids", "load_window",
+    "mark_done", "pick_fair", "shed_backlog", "write_batch",
+]  # fmt: skip

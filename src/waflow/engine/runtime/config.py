@@ -7,6 +7,8 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from waflow.engine.flows.sandbox import MAX_SECONDS, MAX_WORK, TURN_SECONDS, ExpressionLimits
+
 
 class CommandAction(enum.StrEnum):
     OPT_OUT = "opt_out"  # no more business-initiated messages; the session ends
@@ -69,6 +71,35 @@ class EngineConfig(BaseModel):
         0.5, gt=0, le=60, description="how often failed sends and stuck sessions are looked for"
     )
     max_event_attempts: int = Field(5, ge=1, le=100, description="an event failing this often becomes dead")
+    # bounded work per contact (issue 16)
+    expression_work: int = Field(
+        MAX_WORK, ge=1_000, le=100_000_000,
+        description="work units one template or expression may use (loop iterations, calls, items, characters)",
+    )  # fmt: skip
+    expression_timeout: float = Field(
+        MAX_SECONDS, gt=0, le=10, description="seconds one template or expression may take"
+    )
+    event_expression_timeout: float = Field(
+        TURN_SECONDS, gt=0, le=60, description="seconds all the templates and expressions of one event may take"
+    )
+    turn_share: int = Field(
+        4, ge=1, le=10_000,
+        description="a contact's turn in a round: every contact waiting gets this many of its events before any "
+        "gets more, so one contact's backlog takes turns with the others' (alone, it gets a whole round)",
+    )  # fmt: skip
+    max_pending_per_contact: int = Field(
+        100, ge=1, le=10_000,
+        description="messages of one contact waiting at most; the newest beyond are set aside unprocessed "
+        "(state dead, error 'over_backlog_cap')",
+    )  # fmt: skip
+    round_seconds: float = Field(
+        0.25, gt=0, le=60,
+        description="a round takes no further event after this long (SQLite: the write lock is held meanwhile)",
+    )  # fmt: skip
+
+    @property
+    def expression_limits(self) -> ExpressionLimits:
+        return ExpressionLimits(self.expression_work, self.expression_timeout, self.event_expression_timeout)
 
     @field_validator("commands")
     @classmethod

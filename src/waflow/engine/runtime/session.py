@@ -3,7 +3,9 @@
 `Machine.drive` applies a `Step` to a session and keeps going through non-waiting nodes until the
 session waits, ends, or pauses for an HTTP call — at most `step_limit` nodes per event (then the
 session ends with reason `loop`). A failing expression or node ends the session with reason
-`error` and the problem in `last_error`; nothing is raised to the worker. Leaving a sub-flow
+`error` and the problem in `last_error`; nothing is raised to the worker. A template stopped by a limit
+(work, time: `sandbox.ExpressionLimits`) is such an error — `last_error` names the node and the limit — and is
+counted (`waflow_engine_expression_limits_total`). Leaving a sub-flow
 (its end, or a `next` of None) returns to the caller's `next`.
 """
 
@@ -19,12 +21,19 @@ from waflow.engine.runtime import executors
 from waflow.engine.runtime.config import EngineConfig
 from waflow.engine.runtime.deploy import Deployed, FlowCatalog, FlowNotFound
 from waflow.engine.runtime.executors import NodeCtx
+from waflow.engine.runtime.metrics import EXPRESSION_LIMITS
 from waflow.engine.runtime.state import SessionState
 from waflow.engine.runtime.steps import CallHttp, End, Goto, Step, Wait
 from waflow.engine.runtime.turn import StepError, Turn
 
 _NODE_ERRORS = (ExpressionError, StepError, FlowNotFound)
 _LEAVING = ("wake_at", "handoff", "http")
+
+
+def _node_error(node_id: str | None, exc: Exception) -> End:
+    if isinstance(exc, ExpressionError) and exc.limit is not None:
+        EXPRESSION_LIMITS.labels(exc.limit).inc()
+    return End("error", hard=True, error=f"node {node_id!r}: {exc}")
 
 
 class Machine:
@@ -104,14 +113,14 @@ class Machine:
                 raise StepError(f"flow {session.flow_id!r} has no node {node_id!r}")
             return await executors.enter(NodeCtx(turn, session, defn, node_id), node)
         except _NODE_ERRORS as exc:
-            return End("error", hard=True, error=f"node {node_id!r}: {exc}")
+            return _node_error(node_id, exc)
 
     async def guarded(self, turn: Turn, session: SessionState, coro: Any) -> Step:
         """Await an executor's reply/result, turning a node error into an `error` end."""
         try:
             step: Step = await coro
         except _NODE_ERRORS as exc:
-            return End("error", hard=True, error=f"node {session.current_node!r}: {exc}")
+            return _node_error(session.current_node, exc)
         return step
 
     async def reply(self, turn: Turn, session: SessionState, msg: InboundMessage) -> None:

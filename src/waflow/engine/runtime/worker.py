@@ -17,6 +17,23 @@ HTTP nodes: the session is committed as `running` at the node (waiting for `http
 made outside any transaction, and the answer is applied in a new transaction. A crash in between
 leaves the session `running`; after `stale_after` it is recovered by making the call again — so an
 http node's request is delivered at least once, not exactly once (use idempotency keys upstream).
+The node's `timeout` bounds the whole call: waiting for a free call slot, resolving, connecting, the headers
+and the body (`http_guard.call`).
+
+Bounded work per contact:
+
+- Fair rounds: while some contact has more than `turn_share` events waiting, rounds are chosen from a window of
+  the oldest open events (`batch.pick_fair`): every contact in it gets `turn_share` of its events before any
+  gets more (a contact alone gets a whole round), so everyone else's events are in the same rounds as that
+  contact's backlog instead of behind it. What a round leaves stays pending, in order, for later rounds
+  (`waflow_engine_deferred_total{reason="turn_share"}`, logged at most every 10 s per contact). A round also
+  takes no further event after `round_seconds` (`reason="round_time"`).
+- Backlog cap: a contact held to its share is checked (at most once a second) for more than
+  `max_pending_per_contact` messages waiting; the newest beyond are set aside unprocessed — state `dead`, error
+  `over_backlog_cap: ...` — in the round's transaction (`waflow_engine_shed_total{reason="backlog_cap"}`, a
+  warning in the log). Engine events (timers, delivery failures, starts, hand-backs) are never set aside.
+- Every event's templates run under `config.expression_limits` (`sandbox.expression_turn`): a work budget and a
+  deadline per template, and a deadline for the event's templates together.
 """
 
 from __future__ import annotations
@@ -25,7 +42,9 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -35,13 +54,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waflow.canonical import InboundMessage
 from waflow.engine.flows.expressions import ExpressionEngine, default_engine
+from waflow.engine.flows.sandbox import expression_turn
 from waflow.engine.runtime import events, http_guard
-from waflow.engine.runtime.batch import AlreadyApplied, load_batch, mark_done, write_batch
+from waflow.engine.runtime.batch import (
+    AlreadyApplied,
+    Batch,
+    FairPick,
+    load_batch,
+    load_batch_ids,
+    load_window,
+    mark_done,
+    pick_fair,
+    shed_backlog,
+    write_batch,
+)
 from waflow.engine.runtime.config import EngineConfig
 from waflow.engine.runtime.contacts import ContactBusy, lock_contact, lock_contact_id
 from waflow.engine.runtime.deploy import FlowCatalog
 from waflow.engine.runtime.dispatch import BLOCKED, Dispatcher
 from waflow.engine.runtime.loop import BackgroundLoop
+from waflow.engine.runtime.metrics import DEFERRED, SHED
 from waflow.engine.runtime.session import Machine
 from waflow.engine.runtime.state import SessionBook, load_active
 from waflow.engine.runtime.turn import HttpJob, Turn, flush_outbox
@@ -91,11 +123,17 @@ _FAILED_UNSEEN_SQLITE = f"{outbound_messages.name} INDEXED BY ix_outbound_messag
 # The round's statements, built once (per batch size): building a select() and its cache key on every call was
 # a good part of the engine's CPU per event; a built statement memoizes its key.
 _ANY_OPEN = select(inbound_events.c.id).where(_ENGINE_OPEN).limit(1)
+_PROBE_EVERY = 1.0  # seconds between two backlog-cap checks of one contact
+_MAX_WINDOW = 4_096  # open events a fair round looks at, at most (light rows: id, contact, kind)
+_REPORT_EVERY = 10.0  # seconds between two log lines about one contact held to its share
+_REMEMBERED = 4_096  # contacts remembered for those two
 
 
-@functools.lru_cache(maxsize=8)
-def _candidates_statement(limit: int) -> Select[Any]:
-    return select(*_EVENT_COLUMNS).where(_ENGINE_OPEN).order_by(inbound_events.c.id).limit(limit)
+def over_cap_reason(cap: int) -> str:
+    return (
+        f"over_backlog_cap: more than {cap} messages of this contact were waiting; the newest beyond them were set "
+        "aside unprocessed"
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -151,7 +189,13 @@ class EngineWorker(BackgroundLoop):
         self._last_maintenance = 0.0
         self._wake = asyncio.Event()
         self._idle = False  # the last round found nothing: look before taking the write lock
+        self._contended = False  # the last round held a contact to its share: choose the next one fairly too
+        self._window = self._base_window
+        self._limits = self.config.expression_limits
+        self._probed: OrderedDict[GroupKey, float] = OrderedDict()  # contact → when its backlog was last checked
+        self._reported: OrderedDict[GroupKey, float] = OrderedDict()  # contact → when "held to its share" was logged
         self.processed = 0
+        self.shed = 0  # messages set aside over the backlog cap (this worker)
         # called after a round that applied events (their replies are committed: wake the outbox dispatcher)
         self.on_applied: Callable[[], None] | None = None
 
@@ -226,8 +270,85 @@ class EngineWorker(BackgroundLoop):
         async with self.store.read() as conn:
             return (await conn.execute(_ANY_OPEN)).first() is not None
 
-    async def _candidates(self, conn: AsyncConnection) -> list[InboundEventRecord]:
-        return [_event(row) for row in await conn.execute(_candidates_statement(self.config.batch_size))]
+    # --- fair rounds ---
+
+    @property
+    def _base_window(self) -> int:
+        """How many of the oldest open events a fair round chooses from: past one capped backlog and a round."""
+        size = self.config.batch_size
+        return max(4 * size, min(self.config.max_pending_per_contact, _MAX_WINDOW) + size)
+
+    def _pick(self, window: list[Any]) -> FairPick:
+        size = self.config.batch_size
+        pick = pick_fair(window, limit=size, share=self.config.turn_share, skip=self._busy)
+        self._contended = bool(pick.capped)
+        self._report_capped(pick.capped)
+        if pick.capped and len(window) >= self._window and len(pick.capped) == len({row.key for row in window}):
+            # a full window of backlogs only (several contacts'): look further next time, for anyone behind them
+            self._window = min(2 * self._window, max(_MAX_WINDOW, self._base_window))
+        elif not pick.capped:
+            self._window = self._base_window
+        return pick
+
+    def _over_share(self, batch: Batch) -> bool:
+        counts = Counter((e.phone_number_id or "", e.contact_key or "") for e in batch.events)
+        share = self.config.turn_share
+        return any(n > share and key not in self._busy for key, n in counts.items())
+
+    async def _round_batch(self, conn: AsyncConnection, now: datetime) -> Batch:
+        """SQLite: the oldest `batch_size` events (one statement) — or, when a contact has more than its share
+        waiting, a fair choice from the window (two statements, and the backlog cap's checks)."""
+        if not self._contended:
+            batch = await load_batch(conn, self.config.batch_size)
+            if not self._over_share(batch):
+                return batch
+        pick = self._pick(await load_window(conn, self._window))
+        for key in self._due_probes(pick.capped):
+            await self._shed(conn, key, now)
+        return await load_batch_ids(conn, pick.ids)
+
+    def _due_probes(self, keys: Iterable[GroupKey]) -> list[GroupKey]:
+        """The contacts whose backlog is due for a cap check (each at most every `_PROBE_EVERY` s)."""
+        now = time.monotonic()
+        due = []
+        for key in keys:
+            last = self._probed.get(key)
+            if last is None or now - last >= _PROBE_EVERY:
+                due.append(key)
+                self._probed[key] = now
+                self._probed.move_to_end(key)
+        while len(self._probed) > _REMEMBERED:
+            self._probed.popitem(last=False)
+        return due
+
+    async def _shed(self, conn: AsyncConnection, key: GroupKey, now: datetime) -> int:
+        cap = self.config.max_pending_per_contact
+        count = await shed_backlog(conn, key, cap, over_cap_reason(cap), now)
+        if count:
+            SHED.labels("backlog_cap").inc(count)
+            self.shed += count
+            log.warning(
+                "contact %s had more than %d messages waiting: %d newer ones set aside unprocessed "
+                "(state dead, error over_backlog_cap)", key[1], cap, count,
+            )  # fmt: skip
+        return count
+
+    def _report_capped(self, keys: list[GroupKey]) -> None:
+        if not keys:
+            return
+        DEFERRED.labels("turn_share").inc(len(keys))
+        now = time.monotonic()
+        for key in keys:
+            last = self._reported.get(key)
+            if last is None or now - last >= _REPORT_EVERY:
+                self._reported[key] = now
+                self._reported.move_to_end(key)
+                log.info(
+                    "contact %s has a backlog of events: it takes turns with other contacts' (%d events a turn); "
+                    "the rest wait for later rounds", key[1], self.config.turn_share,
+                )  # fmt: skip
+        while len(self._reported) > _REMEMBERED:
+            self._reported.popitem(last=False)
 
     @staticmethod
     def _group(rows: list[InboundEventRecord]) -> dict[GroupKey, list[InboundEventRecord]]:
@@ -245,19 +366,24 @@ class EngineWorker(BackgroundLoop):
         try:
             async with self.store.begin() as conn:
                 await self.catalog.refresh(conn)  # in the round's transaction: no deploy slips in between
-                batch = await load_batch(conn, self.config.batch_size)  # events + contacts + sessions: 1 statement
+                now = self.clock()
+                batch = await self._round_batch(conn, now)  # events + contacts + sessions: 1 statement (usually)
                 groups = self._group(batch.events)
                 if not groups:
                     return 0
-                now = self.clock()
                 book = SessionBook(batch.sessions)
                 done: list[int] = []
                 outgoing: list[dict[str, Any]] = []
-                for key, rows in groups.items():
-                    if key in self._busy:
-                        continue
+                deadline = time.perf_counter() + self.config.round_seconds
+                keys = [key for key in groups if key not in self._busy]
+                for i, key in enumerate(keys):
+                    rows = groups[key]
+                    if done and time.perf_counter() > deadline:
+                        DEFERRED.labels("round_time").inc(len(keys) - i)
+                        break  # the round's time is up: the other contacts' events wait for the next one
                     done += await self._apply_group(conn, key, rows, now, jobs, outgoing, skip_locked=False,
-                                                    book=book, contact=batch.contacts.get(key))  # fmt: skip
+                                                    book=book, contact=batch.contacts.get(key),
+                                                    deadline=deadline)  # fmt: skip
                 await write_batch(conn, book, outgoing, done, now)  # SQLite: one hand-off to its thread
         except Exception:
             log.exception("engine batch failed; replaying it one event at a time")
@@ -270,26 +396,26 @@ class EngineWorker(BackgroundLoop):
         """PostgreSQL: contacts in parallel, each in its own transaction under its row lock."""
         async with self.store.read() as conn:
             await self.catalog.refresh(conn)
-            candidates = await self._candidates(conn)
-            groups = [key for key in self._group(candidates) if key not in self._busy]
-        if not groups:
+            pick = self._pick(await load_window(conn, self._window))  # light rows: ids, contacts, kinds
+        if not pick.ids:
             return 0
-        # A round applies the events it claimed (the oldest `batch_size`), not every open event of their contacts:
-        # each contact reads its events after taking its lock (what another worker applied meanwhile is gone),
-        # but only up to the newest candidate — else a round of 16 contacts applied up to 16 × 16 events and its
-        # length (every event's step latency) grew with the backlog. Any open event older than that one was a
-        # candidate, so this is a prefix of each contact's queue: the order holds.
-        up_to = candidates[-1].id
+        # A round applies the events it chose (the oldest, at most `turn_share` per contact), not every open event
+        # of their contacts: each contact reads its events after taking its lock (what another worker applied
+        # meanwhile is gone), at most its share and only up to the newest chosen event — else a round's length
+        # (every event's step latency) grew with the backlog. It is a prefix of each contact's queue: the order
+        # holds.
+        up_to = pick.up_to
+        probes = set(self._due_probes(pick.capped))
         slots = asyncio.Semaphore(self.config.concurrency)
 
-        async def one(key: GroupKey) -> int:
+        async def one(key: GroupKey, limit: int) -> int:
             async with slots:
-                return await self._contact_round(key, up_to)
+                return await self._contact_round(key, up_to, limit, shed=key in probes)
 
-        counts = await asyncio.gather(*(one(key) for key in groups))
+        counts = await asyncio.gather(*(one(key, n) for key, n in pick.per_contact.items()))
         return sum(counts)
 
-    async def _contact_round(self, key: GroupKey, up_to: int) -> int:
+    async def _contact_round(self, key: GroupKey, up_to: int, limit: int | None = None, *, shed: bool = False) -> int:
         jobs: list[HttpJob] = []
         try:
             async with self.store.begin() as conn:
@@ -297,7 +423,7 @@ class EngineWorker(BackgroundLoop):
                 outgoing: list[dict[str, Any]] = []
                 book = SessionBook()
                 done = await self._apply_group(conn, key, None, now, jobs, outgoing, skip_locked=True, book=book,
-                                               up_to=up_to)  # fmt: skip
+                                               up_to=up_to, limit=limit, shed=shed)  # fmt: skip
                 await write_batch(conn, book, outgoing, done, now)
         except Exception:
             log.exception("engine events of contact %s failed; replaying one at a time", key[1])
@@ -307,10 +433,10 @@ class EngineWorker(BackgroundLoop):
         return len(done)
 
     async def _contact_events(
-        self, conn: AsyncConnection, key: GroupKey, up_to: int = _NO_BOUND
+        self, conn: AsyncConnection, key: GroupKey, up_to: int = _NO_BOUND, limit: int | None = None
     ) -> list[InboundEventRecord]:
-        """The contact's oldest open events (ids up to `up_to`), in id order."""
-        stmt = _contact_events_statement(self.config.batch_size)
+        """The contact's oldest open events (ids up to `up_to`, at most `limit`), in id order."""
+        stmt = _contact_events_statement(min(limit or self.config.batch_size, self.config.batch_size))
         return [_event(row) for row in await conn.execute(stmt, {"pnid": key[0], "key": key[1], "up_to": up_to})]
 
     async def _apply_group(
@@ -326,21 +452,27 @@ class EngineWorker(BackgroundLoop):
         book: SessionBook,
         contact: ContactRecord | None = None,
         up_to: int = _NO_BOUND,
+        limit: int | None = None,
+        shed: bool = False,
+        deadline: float | None = None,
     ) -> list[int]:
         """Apply one contact's events in order until one is blocked; returns the ids applied.
 
         `rows` None: read the contact's open events after taking its lock (PostgreSQL: what another worker
         applied before we got the lock is done by then, so it is not read again), ids up to `up_to` (the round's
-        newest candidate). `contact`: the contact as
-        the batch's transaction already read it (SQLite, where the transaction is the lock).
+        newest chosen event), at most `limit`; with `shed`, first set aside its messages over the backlog cap.
+        `contact`: the contact as the batch's transaction already read it (SQLite, where the transaction is the
+        lock). `deadline` (perf_counter): take no further event after it (one at least).
         """
         if contact is None:
             try:
                 contact = await lock_contact(conn, key[0], key[1], skip_locked=skip_locked, message=None)
             except ContactBusy:
                 return []
+        if shed:
+            await self._shed(conn, key, now)
         if rows is None:
-            rows = await self._contact_events(conn, key, up_to)
+            rows = await self._contact_events(conn, key, up_to, limit)
         if not rows:
             return []
         if contact is None and rows[0].kind == "message":
@@ -350,8 +482,13 @@ class EngineWorker(BackgroundLoop):
             return [row.id for row in rows]
         done: list[int] = []
         for row in rows:
+            if done and deadline is not None and time.perf_counter() > deadline:
+                DEFERRED.labels("round_time").inc()
+                break  # the round's time is up: the rest of this contact's events wait, in order
             turn = self._turn(conn, now, contact, outgoing, book)
-            if await self.dispatcher.apply(turn, row) == BLOCKED:
+            with expression_turn(self._limits):
+                status = await self.dispatcher.apply(turn, row)
+            if status == BLOCKED:
                 jobs.extend(turn.http_jobs)
                 break
             jobs.extend(turn.http_jobs)
@@ -425,18 +562,19 @@ class EngineWorker(BackgroundLoop):
         key = (job.phone_number_id, job.contact_key)
         jobs: list[HttpJob] = []
         try:
-            async with self._http_slots:
-                response = await http_guard.call(
-                    self._client(),
-                    job.request,
-                    allow_hosts=self.config.http_allow_hosts,
-                    max_bytes=self.config.http_max_response_bytes,
-                )
+            response = await http_guard.call(
+                self._client(),
+                job.request,
+                allow_hosts=self.config.http_allow_hosts,
+                max_bytes=self.config.http_max_response_bytes,
+                slots=self._http_slots,  # waiting for a slot is part of the call's time
+            )
             async with self.store.begin() as conn:
                 contact = await lock_contact_id(conn, job.contact_id)
                 if contact is not None:
                     turn = self._turn(conn, self.clock(), contact, [])
-                    await self.dispatcher.on_http_result(turn, job, response)
+                    with expression_turn(self._limits):
+                        await self.dispatcher.on_http_result(turn, job, response)
                     await flush_outbox(conn, turn.outgoing)
                     jobs = turn.http_jobs
         except Exception:

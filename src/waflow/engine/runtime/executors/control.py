@@ -16,16 +16,19 @@ from waflow.engine.runtime.steps import End, Goto, Step, Wait
 from waflow.engine.runtime.turn import StepError
 
 
-async def enter_condition(c: NodeCtx, node: ConditionNode) -> Step:
+def _branch(c: NodeCtx, node: ConditionNode) -> str | None:
     for branch in node.branches:
         if c.evaluate(branch.if_):
-            return Goto(branch.next)
-    return Goto(node.else_)
+            return branch.next
+    return node.else_
+
+
+async def enter_condition(c: NodeCtx, node: ConditionNode) -> Step:
+    return Goto(await c.compute(_branch, c, node))
 
 
 async def enter_set(c: NodeCtx, node: SetNode) -> Step:
-    for name, value in node.vars.items():  # in order: later values see earlier ones
-        c.session.vars[name] = c.render_value(value)
+    c.session.vars.update(await c.compute(c.render_in_order, node.vars))  # in order: later values see earlier ones
     return Goto(node.next)
 
 
@@ -50,7 +53,7 @@ async def enter_subflow(c: NodeCtx, node: SubflowNode) -> Step:
     stack = c.session.runtime.setdefault("stack", [])
     if len(stack) >= c.turn.config.max_call_depth:
         raise StepError(f"sub-flows nested deeper than {c.turn.config.max_call_depth}")
-    start_vars = {name: c.render_value(value) for name, value in node.vars.items()}
+    start_vars = await c.compute(lambda: {name: c.render_value(value) for name, value in node.vars.items()})
     stack.append(
         {
             "flow": c.session.flow_id,
@@ -76,13 +79,21 @@ async def enter_wait(c: NodeCtx, node: WaitNode) -> Step:
     return Wait("timer")
 
 
+def _handoff_texts(c: NodeCtx, node: HandoffNode) -> tuple[str | None, str | None]:
+    return (
+        c.render(node.text) if node.text is not None else None,
+        c.render(node.note) if node.note is not None else None,
+    )
+
+
 async def enter_handoff(c: NodeCtx, node: HandoffNode) -> Step:
-    if node.text is not None:
-        await c.send("text", {"body": c.render(node.text)})
+    text, note = await c.compute(_handoff_texts, c, node)
+    if text is not None:
+        await c.send("text", {"body": text})
     await c.begin_wait("handoff_timeout", node.timeout)
     c.session.runtime["handoff"] = {
         "queue": node.queue,
-        "note": c.render(node.note) if node.note is not None else None,
+        "note": note,
         "then": node.then,
         "at": c.turn.now.isoformat(),
     }

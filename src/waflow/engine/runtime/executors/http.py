@@ -12,7 +12,7 @@ from waflow.engine.runtime.steps import CallHttp, End, Goto, Step
 from waflow.engine.runtime.turn import HttpJob
 
 
-async def enter_http(c: NodeCtx, node: HttpNode) -> Step:
+def _request(c: NodeCtx, node: HttpNode) -> dict[str, Any]:
     request: dict[str, Any] = {
         "method": node.method,
         "url": c.render(node.url),
@@ -24,6 +24,11 @@ async def enter_http(c: NodeCtx, node: HttpNode) -> Step:
         request["content"] = c.render(node.body)
     elif node.json_ is not None:
         request["json"] = c.render_value(node.json_)
+    return request
+
+
+async def enter_http(c: NodeCtx, node: HttpNode) -> Step:
+    request = await c.compute(_request, c, node)
     call_id = secrets.token_hex(8)
     c.session.runtime["http"] = {"id": call_id, "node": c.node_id, "request": request, "attempts": 1}
     assert c.session.id is not None
@@ -44,6 +49,5 @@ async def http_result(c: NodeCtx, node: HttpNode, response: dict[str, Any]) -> S
             return Goto(node.on_error)
         return End("error", hard=True, error=f"http node {c.node_id!r}: {c.session.vars['http_error']}")
     c.session.vars.pop("http_error", None)
-    for name, value in node.save.items():
-        c.session.vars[name] = c.render_value(value)
+    c.session.vars.update(await c.compute(c.render_in_order, node.save))  # in order, like `set`
     return Goto(node.next)

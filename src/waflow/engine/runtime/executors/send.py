@@ -13,31 +13,31 @@ from waflow.engine.runtime.steps import End, Goto, Step, Wait
 
 
 async def enter_message(c: NodeCtx, node: MessageNode) -> Step:
-    type_, content = message_content(node, c.render, c.render_value)
+    type_, content = await c.compute(message_content, node, c.render, c.render_value)
     await c.send(type_, content)
     return Goto(node.next)
 
 
 async def enter_buttons(c: NodeCtx, node: ButtonsNode) -> Step:
-    await c.send("interactive", buttons_content(node, c.render))
+    await c.send("interactive", await c.compute(buttons_content, node, c.render))
     await c.begin_wait("reply_timeout", node.timeout)
     return Wait("reply")
 
 
 async def enter_list(c: NodeCtx, node: ListNode) -> Step:
-    await c.send("interactive", list_content(node, c.render))
+    await c.send("interactive", await c.compute(list_content, node, c.render))
     await c.begin_wait("reply_timeout", node.timeout)
     return Wait("reply")
 
 
 async def enter_question(c: NodeCtx, node: QuestionNode) -> Step:
-    await c.send("text", {"body": c.render(node.text)})
+    await c.send("text", {"body": await c.compute(c.render, node.text)})
     await c.begin_wait("reply_timeout", node.timeout)
     return Wait("reply")
 
 
 async def enter_template(c: NodeCtx, node: TemplateNode) -> Step:
-    await c.send("template", template_content(node, c.render, c.render_value))
+    await c.send("template", await c.compute(template_content, node, c.render, c.render_value))
     if not node.replies:
         return Goto(node.next)
     await c.begin_wait("reply_timeout", node.timeout)
@@ -67,22 +67,22 @@ async def _chosen(c: NodeCtx, save_as: str | None, choice: tuple[str, str | None
 
 
 async def reply_buttons(c: NodeCtx, node: ButtonsNode, msg: InboundMessage) -> Step:
-    choice = _pick(msg, [(b.id, b.title, b.next or node.next) for b in node.buttons], c)
+    choice = await c.compute(_pick, msg, [(b.id, b.title, b.next or node.next) for b in node.buttons], c)
     if choice is not None:
         return await _chosen(c, node.save_as, choice)
     if node.no_match is not None:
         return Goto(node.no_match)
-    await c.send("interactive", buttons_content(node, c.render))  # ask again; the wait (and its timer) go on
+    await c.send("interactive", await c.compute(buttons_content, node, c.render))  # ask again; the wait goes on
     return Wait("reply")
 
 
 async def reply_list(c: NodeCtx, node: ListNode, msg: InboundMessage) -> Step:
-    choice = _pick(msg, [(row.id, row.title, row.next or node.next) for _, _, row in node.rows()], c)
+    choice = await c.compute(_pick, msg, [(row.id, row.title, row.next or node.next) for _, _, row in node.rows()], c)
     if choice is not None:
         return await _chosen(c, node.save_as, choice)
     if node.no_match is not None:
         return Goto(node.no_match)
-    await c.send("interactive", list_content(node, c.render))
+    await c.send("interactive", await c.compute(list_content, node, c.render))
     return Wait("reply")
 
 
@@ -95,7 +95,7 @@ async def reply_question(c: NodeCtx, node: QuestionNode, msg: InboundMessage) ->
         if rt["retries"] > node.retries:
             rt.pop("retries", None)
             return Goto(node.on_fail) if node.on_fail is not None else End("invalid_answer", hard=True)
-        await c.send("text", {"body": c.render(node.retry_text or node.text)})
+        await c.send("text", {"body": await c.compute(c.render, node.retry_text or node.text)})
         return Wait("reply")
     c.session.vars[node.save_as] = value
     c.session.runtime.pop("retries", None)
