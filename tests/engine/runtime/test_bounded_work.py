@@ -109,6 +109,23 @@ async def test_one_contacts_backlog_takes_turns_and_is_capped(store: Store, capl
     assert worker.shed == 250
 
 
+async def test_a_stop_word_beyond_the_cap_is_still_heard(store: Store) -> None:
+    """A flood then STOP: the messages over the cap are set aside, the stop word is not (an opt-out must count)."""
+    await deploy(store, ECHO)
+    await _queue(store, A, 120)
+    async with store.begin() as conn:
+        now = datetime.now(UTC)
+        stop = InboundMessage(phone_number_id=PNID, message_id=f"wamid.{A}.stop", timestamp=now, type="text",
+                              contact=ContactRef(wa_id=A), text="STOP")
+        await store.inbox.insert_events(conn, [NewInboundEvent.from_message(stop, now)])
+    worker = EngineWorker(store, EngineConfig(batch_size=16, turn_share=4, max_pending_per_contact=50))
+    await worker.run_until_idle(20)
+    assert await _states(store, A) == {"done": 51, "dead": 70}
+    async with store.read() as conn:
+        contact = await store.contacts.get(conn, PNID, A)
+    assert contact is not None and contact.opted_out, "the STOP after the flood opted the contact out"
+
+
 async def test_without_the_cap_every_message_is_run_in_fair_turns(store: Store) -> None:
     await deploy(store, ECHO)
     await _queue(store, A, 200)

@@ -244,9 +244,10 @@ def pick_fair(rows: list[WindowRow], *, limit: int, share: int, skip: Collection
 
 # The newest open messages of a contact beyond the first `keep`: set aside (`dead`, the reason in `error`).
 # `ix_inbound_events_open_by_contact` finds the (keep+1)-th one (a bounded range of `keep` entries) and the ones
-# after it; engine events (timers, delivery failures, starts, hand-backs) are never set aside.
-_SHED = (
-    update(inbound_events)
+# after it; engine events (timers, delivery failures, starts, hand-backs) are never set aside, and neither is a
+# message that is a global command (STOP must be heard however much the contact wrote before it).
+_BEYOND_KEEP = (
+    select(inbound_events.c.id, inbound_events.c.payload)
     .where(
         inbound_events.c.phone_number_id == bindparam("pnid", type_=inbound_events.c.phone_number_id.type),
         inbound_events.c.contact_key == bindparam("key", type_=inbound_events.c.contact_key.type),
@@ -267,16 +268,30 @@ _SHED = (
             .scalar_subquery()
         ),
     )
-    .values(
-        state="dead", error=bindparam("error"), processed_at=bindparam("at", type_=inbound_events.c.processed_at.type)
-    )
+    .order_by(inbound_events.c.id)
 )
 
 
-async def shed_backlog(conn: AsyncConnection, key: GroupKey, keep: int, reason: str, at: datetime) -> int:
-    """Set aside the contact's open messages beyond its oldest `keep`; returns how many."""
-    result = await conn.execute(_SHED, {"pnid": key[0], "key": key[1], "keep": keep, "error": reason, "at": at})
-    return int(result.rowcount or 0)
+def _is_command(payload: Any, commands: frozenset[str]) -> bool:
+    text_ = payload.get("text") if isinstance(payload, dict) else None
+    return isinstance(text_, str) and text_.strip().casefold() in commands
+
+
+async def shed_backlog(
+    conn: AsyncConnection, key: GroupKey, keep: int, reason: str, at: datetime, commands: frozenset[str] = frozenset()
+) -> int:
+    """Set aside the contact's open messages beyond its oldest `keep`, except global commands (`commands`: the
+    words, case-folded); returns how many."""
+    rows = (await conn.execute(_BEYOND_KEEP, {"pnid": key[0], "key": key[1], "keep": keep})).all()
+    ids = [int(r[0]) for r in rows if not _is_command(r[1], commands)]
+    if not ids:
+        return 0
+    await conn.execute(
+        update(inbound_events)
+        .where(inbound_events.c.id.in_(ids), text(_OPEN))
+        .values(state="dead", error=reason, processed_at=at)
+    )
+    return len(ids)
 
 
 def _json(value: Any) -> str:

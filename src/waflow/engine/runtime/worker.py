@@ -323,7 +323,7 @@ class EngineWorker(BackgroundLoop):
 
     async def _shed(self, conn: AsyncConnection, key: GroupKey, now: datetime) -> int:
         cap = self.config.max_pending_per_contact
-        count = await shed_backlog(conn, key, cap, over_cap_reason(cap), now)
+        count = await shed_backlog(conn, key, cap, over_cap_reason(cap), now, frozenset(self.config.commands))
         if count:
             SHED.labels("backlog_cap").inc(count)
             self.shed += count
