@@ -166,8 +166,171 @@ def debug_values(paths: list[Path], values: list[str]) -> Check:
 
 def findings_tried() -> str:
     return ("issue 16's findings: another app's signed status on our message id, unconfigured number spellings, "
-            "a 300-deep body, the database file's mode, config check passwords, debug logs' SQL values")
+            "a 300 MB body and malformed JSON without a key, half-sent headers, a cross-site post to the emulator, "
+            "a template over budget, a pathological regex, one contact's flood, a trickling http response, the "
+            "URL's query string, 6to4 / site-local / bad IDNA hosts, a 300-deep body, the database file's mode, "
+            "config check passwords, debug logs' SQL values")
 
 
-__all__: list[Any] = ["SECRET_NAME", "SECRET_TEXT", "config_check_passwords", "database_file", "debug_values",
-                      "deep_json", "findings_tried", "other_number_toml", "scoped_webhooks"]
+
+
+# -- intake: credentials before bodies, slow clients ----------------------------------------------------------
+
+
+async def _raw_exchange(port: int, request: bytes, read_for: float) -> bytes:
+    """Send `request` bytes (headers, maybe part of a body) and read what comes back within `read_for` s."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        try:
+            async with asyncio.timeout(read_for):
+                return await reader.read(4096)
+        except TimeoutError:
+            return b""
+    finally:
+        writer.close()
+
+
+async def credentials_before_bodies(dep: Deployment) -> Check:
+    """A 300 MB POST without a key was read whole before its 401 (142 → 1,053 MB); malformed JSON without a key got
+    422. Now: 401 from the headers alone (the body never sent), and 401 for the malformed one."""
+    port = dep.serve.port
+    huge = (b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 300000000\r\n\r\n{\"to\":")
+    first = await _raw_exchange(port, huge, 5.0)
+    async with httpx.AsyncClient(base_url=dep.serve.url, timeout=10) as c:
+        malformed = await c.post("/api/v1/messages", content=b'{"to": "346',
+                                 headers={"Content-Type": "application/json"})
+    ok = first.startswith(b"HTTP/1.1 401") and malformed.status_code == 401
+    return Check("API key checked before the body", ok,
+                 f"300 MB declared, 6 bytes sent: {first[:12].decode(errors='replace')!r}; malformed JSON without a "
+                 f"key: {malformed.status_code}")
+
+
+async def slow_headers(dep: Deployment, deadline_s: float) -> Check:
+    """Half-sent headers stayed open indefinitely. Now answered 408 (or closed) within the header deadline."""
+    import time
+
+    t0 = time.monotonic()
+    got = await _raw_exchange(dep.serve.port, b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Le", deadline_s + 5)
+    took = time.monotonic() - t0
+    return Check("half-sent headers get a deadline", took <= deadline_s + 3,
+                 f"answered {got[:12].decode(errors='replace')!r} after {took:.1f} s (deadline {deadline_s:g} s)")
+
+
+async def emulator_control_csrf(dep: Deployment) -> Check:
+    """The emulator's control plane took cross-site `text/plain` POSTs (what a browser page may send unasked)."""
+    async with httpx.AsyncClient(base_url=dep.emu.base_url, timeout=10) as c:
+        r = await c.post("/_emulator/clock", content='{"seconds": 1}',
+                         headers={"Content-Type": "text/plain", "Origin": "http://evil.example"})
+    return Check("emulator control plane refuses cross-site posts", r.status_code in (403, 415),
+                 f"text/plain from another origin → {r.status_code}")
+
+
+# -- bounded work per contact -----------------------------------------------------------------------------------
+
+HEAVY_FLOW = """
+id: heavy
+triggers: [{keyword: [heavy]}]
+start: big
+nodes:
+  big: {type: message, text: "{% for i in range(300) %}{{ (range(10000) | list | sort)[0] }}{% endfor %}", next: done}
+  done: {type: end}
+"""
+REGEX_FLOW = """
+id: rx
+triggers: [{regex: "^(a+)+$"}]
+start: said
+nodes:
+  said: {type: message, text: "matched", next: done}
+  done: {type: end}
+"""
+
+
+async def bounded_work(dep: Deployment) -> list[Check]:
+    """A heavy `sort` template stalled /healthz 3.9 s; `^(a+)+$` and 27 characters stalled the process 5.6 s; 1,000
+    messages of one contact delayed everyone's replies. Now: refused at deploy; linear; the backlog capped."""
+    import asyncio
+    import time
+
+    async with httpx.AsyncClient(base_url=dep.serve.url, timeout=20,
+                                 headers={"Authorization": f"Bearer {API_KEY}"}) as api:
+        heavy = await api.post("/api/v1/flows", content=HEAVY_FLOW, headers={"Content-Type": "application/yaml"})
+        rx = await api.post("/api/v1/flows", content=REGEX_FLOW, headers={"Content-Type": "application/yaml"})
+        user = dep.emu.user("34699100001")
+        worst = 0.0
+
+        async def probe(stop: asyncio.Event) -> None:
+            nonlocal worst
+            while not stop.is_set():
+                t0 = time.monotonic()
+                await api.get("/healthz")
+                worst = max(worst, time.monotonic() - t0)
+                await asyncio.sleep(0.05)
+
+        stop = asyncio.Event()
+        prober = asyncio.create_task(probe(stop))
+        # matches nothing: the catastrophic case for a backtracking engine (this user's first message, so the
+        # pattern is tried; the pizza flow's any-first-message takes it after)
+        await dep.emu.user("34699100002").send_text("a" * 26 + "!")
+        await user.send_text("aaaa")  # another new user: the pattern matches
+        try:
+            deadline = time.monotonic() + 20
+            while not any((m.content or {}).get("body") == "matched" for m in user.received()):
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await prober
+        got = [m for m in user.received() if (m.content or {}).get("body") == "matched"]
+    refused = heavy.status_code == 422 and "limit" in heavy.text
+    matched = rx.status_code < 300 and bool(got)
+    return [
+        Check("a template over its work budget is refused at deploy", refused,
+              f"{heavy.status_code} {heavy.text[heavy.text.find('limit') - 40:][:100]!r}"),
+        Check("a pathological regex runs in linear time", matched and worst < 1.0,
+              f"'^(a+)+$' on 27 characters, then a match; /healthz worst {worst * 1000:.0f} ms"),
+    ]
+
+
+async def backlog_cap(dep: Deployment) -> Check:
+    """1,000 messages from one contact left ~950 replies queued with no cap and delayed others' replies to 5.4 s.
+    Now another contact's reply does not wait for the flood, and what is over the cap is set aside (counted)."""
+    import asyncio
+    import time
+
+    flooder, other = dep.emu.user("34699200001"), dep.emu.user("34699200002")
+    n = 300
+    flood = asyncio.gather(*(flooder.send_text(f"probe {i}", wait=False) for i in range(n)))
+    await asyncio.sleep(0)  # the flood's first POSTs are under way
+    t0 = time.monotonic()
+    await other.send_text("probe")
+    await other.wait_for_received(1, timeout=30)
+    waited = time.monotonic() - t0
+    await flood
+    store = await dep.open_store()
+    try:
+        async with asyncio.timeout(90):
+            while True:
+                async with store.read() as conn:
+                    rows = (await conn.execute(select(inbound_events.c.state, inbound_events.c.error).where(
+                        inbound_events.c.contact_key == flooder.wa_id, inbound_events.c.kind == "message"))).all()
+                if len(rows) == n and all(r.state in ("done", "dead") for r in rows):
+                    break
+                await asyncio.sleep(0.2)
+    finally:
+        await store.close()
+    shed = sum(1 for r in rows if r.state == "dead" and (r.error or "").startswith("over_backlog_cap"))
+    return Check("one contact's flood does not hold the others up", waited < 5.0 and shed <= n - 100,
+                 f"{n} messages from one contact at once: another's reply after {waited:.1f} s; {shed} of the "
+                 "flood set aside over the cap of 100 waiting")
+
+
+__all__: list[Any] = ["SECRET_NAME", "SECRET_TEXT", "backlog_cap", "bounded_work", "config_check_passwords",
+                      "credentials_before_bodies", "database_file", "debug_values", "deep_json",
+                      "emulator_control_csrf", "findings_tried", "other_number_toml", "scoped_webhooks",
+                      "slow_headers"]

@@ -75,7 +75,8 @@ nodes:
 METADATA_URLS = [
     "http://169.254.169.254/latest/meta-data/", "http://2852039166/", "http://0xA9FEA9FE/",
     "http://0251.0376.0251.0376/", "http://[::ffff:169.254.169.254]/", "http://[::ffff:a9fe:a9fe]/",
-    "http://169.254.169.254.nip.io.invalid/", "http://[fd00:ec2::254]/",
+    "http://169.254.169.254.nip.io.invalid/", "http://[fd00:ec2::254]/", "http://[2002:a9fe:a9fe::]/",
+    "http://[64:ff9b::a9fe:a9fe]/",
 ]
 
 
@@ -84,7 +85,8 @@ def loopback_urls(port: int) -> list[str]:
             f"http://0x7f000001:{port}/x", f"http://127.1:{port}/x", f"http://0.0.0.0:{port}/x",
             f"http://[::ffff:127.0.0.1]:{port}/x", f"http://[::1]:{port}/x", f"http://10.0.0.1:{port}/x",
             f"http://192.168.1.1:{port}/x", f"http://172.16.0.1:{port}/x", "file:///etc/passwd",
-            f"gopher://127.0.0.1:{port}/x"]
+            f"gopher://127.0.0.1:{port}/x", f"http://[2002:7f00:1::]:{port}/x", f"http://[fec0::1]:{port}/x",
+            f"http://a..b:{port}/x", f"http://{'a' * 64}.example:{port}/x", f"http://127.0.0.1:{port + 70000}/x"]
 
 
 class Catcher:
@@ -95,7 +97,8 @@ class Catcher:
 
     def app(self) -> Starlette:
         async def any_(request: Request) -> Response:
-            self.hits.append({"path": request.url.path, "auth": request.headers.get("authorization", "")})
+            self.hits.append({"path": request.url.path, "query": request.url.query,
+                              "auth": request.headers.get("authorization", "")})
             return Response("caught", media_type="text/plain")
 
         async def big(request: Request) -> Response:
@@ -105,11 +108,20 @@ class Catcher:
 
             return StreamingResponse(chunks(), media_type="image/jpeg")  # no content-length: chunked
 
+        async def trickle(request: Request) -> Response:
+            async def bytes_slowly() -> Any:
+                for _ in range(60):  # a byte a second: every single read is quick, the whole call is not
+                    yield b"x"
+                    await asyncio.sleep(1.0)
+
+            return StreamingResponse(bytes_slowly(), media_type="text/plain")
+
         async def redirect(request: Request) -> Response:
             target = request.query_params["to"]
             return Response(status_code=302, headers={"location": target})
 
-        return Starlette(routes=[Route("/big", big), Route("/redirect", redirect), Route("/{p:path}", any_,
+        return Starlette(routes=[Route("/big", big), Route("/trickle", trickle), Route("/redirect", redirect),
+                                 Route("/{p:path}", any_,
                                                                                           methods=["GET", "POST"])])
 
 
@@ -426,13 +438,25 @@ async def ssrf(dep: Deployment, catcher: Catcher, port: int) -> tuple[list[Check
 
 async def ssrf_allow_listed(dep: Deployment, catcher: Catcher, port: int) -> Check:
     before = len(catcher.hits)
-    replies = await fetch_through_flow(dep, [f"http://127.0.0.1:{port}/allowed", "http://169.254.169.254/"],
+    replies = await fetch_through_flow(dep, [f"http://127.0.0.1:{port}/allowed?keep=1", "http://169.254.169.254/"],
                                        "3469300")
-    ok = replies[f"http://127.0.0.1:{port}/allowed"].startswith("fetched 200") and len(catcher.hits) == before + 1
+    allowed = replies[f"http://127.0.0.1:{port}/allowed?keep=1"]
+    # the URL's own query string reaches the server (issue 16: it was dropped)
+    ok = allowed.startswith("fetched 200") and len(catcher.hits) == before + 1 and catcher.hits[-1]["query"] == "keep=1"
     meta = replies["http://169.254.169.254/"].startswith("refused")
-    return Check("allow-listed host reachable, metadata still not", ok and meta,
-                 f"127.0.0.1 → {replies[f'http://127.0.0.1:{port}/allowed'][:30]!r}; 169.254.169.254 → "
-                 f"{replies['http://169.254.169.254/'][:60]!r}")
+    return Check("allow-listed host reachable (its query kept), metadata still not", ok and meta,
+                 f"127.0.0.1 → {allowed[:30]!r}, query {catcher.hits[-1]['query'] if catcher.hits else None!r}; "
+                 f"169.254.169.254 → {replies['http://169.254.169.254/'][:60]!r}")
+
+
+async def http_whole_call_timeout(dep: Deployment, port: int) -> Check:
+    """A response trickling a byte a second ran 45 s past a node's `timeout` (it bounded each read only)."""
+    t0 = time.monotonic()
+    replies = await fetch_through_flow(dep, [f"http://127.0.0.1:{port}/trickle"], "3469400")
+    took = time.monotonic() - t0
+    reply = replies[f"http://127.0.0.1:{port}/trickle"]
+    return Check("an http node's timeout covers the whole call", reply.startswith("refused") and took < 10,
+                 f"a body at 1 byte/s, node timeout 3 s: {reply[:40]!r} after {took:.1f} s")
 
 
 # -- media --------------------------------------------------------------------------------------------
@@ -522,14 +546,20 @@ async def security(work: Path) -> Result:
             serve.env = {**serve.env, "WAFLOW_HTTP__ALLOW_HOSTS": '["127.0.0.1"]'}
             await serve.start()
             result.checks.append(await ssrf_allow_listed(dep, catcher, port))
+            result.checks.append(await http_whole_call_timeout(dep, port))
             result.checks.append(await media(dep, catcher_url, other, other_url))
             # issue 16's findings, on the same deployment with a second app's number and debug logging
             await serve.stop()
             with dep.config.open("a", encoding="utf-8") as f:
                 f.write(findings.other_number_toml(dep.token_file))
-            serve.env = {**serve.env, "WAFLOW_LOG_LEVEL": "debug"}
+            serve.env = {**serve.env, "WAFLOW_LOG_LEVEL": "debug", "WAFLOW_SERVER__HEADER_TIMEOUT_S": "2"}
             await serve.start()
             result.checks += await findings.scoped_webhooks(dep)
+            result.checks.append(await findings.credentials_before_bodies(dep))
+            result.checks.append(await findings.slow_headers(dep, 2.0))
+            result.checks.append(await findings.emulator_control_csrf(dep))
+            result.checks += await findings.bounded_work(dep)
+            result.checks.append(await findings.backlog_cap(dep))
             result.checks.append(await findings.deep_json(dep))
             result.checks.append(findings.database_file(dep))
             result.checks.append(findings.config_check_passwords(dep))
