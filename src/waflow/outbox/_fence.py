@@ -1,10 +1,11 @@
 """The send fence's batching: many senders' "about to send" marks in one transaction.
 
 Every send passes `OutboxRepository.mark_sending` right before its request (see `dispatcher`), so that after a
-crash the rows never tried are told from those that may have gone out. One transaction per send would cost a
-commit (an fsync on SQLite) per message; here the marks of every sender that arrives within `linger_s` share
-one, so a dispatcher pays at most 1 / `linger_s` commits a second whatever its rate, and a send waits about
-`linger_s` plus one commit for its mark.
+crash the rows never tried are told from those that may have gone out; the same transaction reads the rows'
+contacts, so the consent rule takes its last look at them as they are at the moment of sending. One transaction
+per send would cost a commit (an fsync on SQLite) per message; here the marks of every sender that arrives
+within `linger_s` share one, so a dispatcher pays at most 1 / `linger_s` commits a second whatever its rate, and
+a send waits about `linger_s` plus one commit for its mark.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import asyncio
 import logging
 
 from waflow.store import Store
+from waflow.store.contacts import ContactRecord
 
 log = logging.getLogger("waflow.outbox")
+Marked = tuple[bool, ContactRecord | None]  # (the row is ours to send, its contact read with the mark)
 
 
 class SendFence:
@@ -24,15 +27,17 @@ class SendFence:
         self.store = store
         self.claimer = claimer
         self.linger_s = linger_s
-        self._pending: dict[int, asyncio.Future[bool]] = {}
+        # outbox id -> (number, contact key) of the row, and the sender's future
+        self._pending: dict[int, tuple[tuple[str, str], asyncio.Future[Marked]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self.commits = 0
 
-    async def mark(self, outbound_id: int) -> bool:
-        """True once the row is durably marked as being sent by us; False when its lease is no longer ours (it
-        must not be sent). Raises what the store raised (the row is still ours: hand it back)."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending[outbound_id] = future
+    async def mark(self, outbound_id: int, phone_number_id: str, contact_key: str) -> Marked:
+        """Once the row is durably marked as being sent by us: (True, its contact as it is now — for the consent
+        rule's last look, read in the same transaction); (False, None) when its lease is no longer ours (it must
+        not be sent). Raises what the store raised (the row is still ours: hand it back)."""
+        future: asyncio.Future[Marked] = asyncio.get_running_loop().create_future()
+        self._pending[outbound_id] = ((phone_number_id, contact_key), future)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="waflow-outbox-fence")
         return await future
@@ -44,12 +49,17 @@ class SendFence:
             try:
                 async with self.store.begin() as conn:
                     marked = await self.store.outbox.mark_sending(conn, self.claimer, list(batch))
+                    found: dict[tuple[str, str], ContactRecord] = {}
+                    for number in {where[0] for where, _ in batch.values()}:
+                        keys = sorted({where[1] for where, _ in batch.values() if where[0] == number})
+                        for key, contact in (await self.store.outbox.recipients(conn, number, keys)).items():
+                            found[(number, key)] = contact
                 self.commits += 1
             except Exception as exc:  # every waiting sender hears it: hands its row back
-                for future in batch.values():
+                for _, future in batch.values():
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for oid, future in batch.items():
+            for oid, (where, future) in batch.items():
                 if not future.done():
-                    future.set_result(oid in marked)
+                    future.set_result((True, found.get(where)) if oid in marked else (False, None))

@@ -453,18 +453,19 @@ class OutboxDispatcher:
             # instead of waiting out the lease and the unknown-outcome grace of a row that never left.
             self._submit(Requeue(rec.id, now, "shutdown", fallback_used=fallback_used))
             return False
-        if time.monotonic() - item.claimed_at > CONSENT_RECHECK_S and (refused := await self._refusal_now(rec)):
-            self._submit(Failed(rec.id, None, OPTED_OUT, refused, fallback_used=fallback_used))
-            metrics.MESSAGES.labels(OPTED_OUT).inc()
-            return False
         try:  # the fence: from its mark on the row may have been sent (a crash leaves it unknown, not untried)
-            ours = await self.fence.mark(rec.id)
+            ours, contact = await self.fence.mark(rec.id, rec.phone_number_id, rec.contact_key)
         except Exception as exc:  # the row is still ours: back to the queue, sent later
             log.warning("outbox %d: could not mark it as being sent (%s): handed back", rec.id, type(exc).__name__)
             self._submit(Requeue(rec.id, now + timedelta(seconds=1), "retry", fallback_used=fallback_used))
             return False
         if not ours:  # our lease ran out (a stall) and another dispatcher took the row over: it is theirs to send
             log.warning("outbox %d: lease lost before its send: left to the dispatcher that took it over", rec.id)
+            return False
+        # the consent rule's last look, on the contact read with the mark: an opt-out recorded since the claim
+        if time.monotonic() - item.claimed_at > CONSENT_RECHECK_S and (refused := _refusal(contact, rec, utcnow())):
+            self._submit(Failed(rec.id, None, OPTED_OUT, refused, fallback_used=fallback_used))
+            metrics.MESSAGES.labels(OPTED_OUT).inc()
             return False
         if not await self._gate(rec.phone_number_id):
             self._submit(Requeue(rec.id, now, "shutdown", fallback_used=fallback_used))
@@ -502,12 +503,6 @@ class OutboxDispatcher:
         if self._limiter_down_since is None:
             return None
         return f"rate limiter unavailable for {time.monotonic() - self._limiter_down_since:.0f} s: sending paused"
-
-    async def _refusal_now(self, rec: OutboundRecord) -> str | None:
-        """The consent rule on the row's contact as it is now (one index lookup)."""
-        async with self.store.read() as conn:
-            found = await self.store.outbox.recipients(conn, rec.phone_number_id, [rec.contact_key])
-        return _refusal(found.get(rec.contact_key), rec, utcnow())
 
     async def _may_resend(self, outbound_id: int, grace_ended_at: datetime) -> bool:
         """The gate of a resend after an unknown outcome (the row is leased to us, its grace is over).
