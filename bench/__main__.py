@@ -19,6 +19,8 @@ BENCHMARKS = [
     ("outbox_dispatch", "dispatcher msg/s at limits 80 and 1,000, vs a pywa loop (issue 4)"),
     ("outbox_priority", "reply latency while a campaign drains at 80 msg/s; campaigns interleaved (issue 13)"),
     ("engine_flow", "inbound messages/s through a 5-node flow (issue 5)"),
+    ("engine_fairness", "others' reply latency while one contact floods the engine; the backlog cap (issue 16)"),
+    ("intake_isolation", "signed webhook p99 alone and beside an unsigned flood from another address (issue 16)"),
     ("e2e_latency", "user message → reply latency through waflow serve (issue 6)"),
     ("scale", "ingest (vs pywa), dispatcher, API routes and engine on stores of 1k / 100k / 1M contacts"),
 ]

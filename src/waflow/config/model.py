@@ -131,6 +131,10 @@ class ServerSettings(_Section):
     run_engine: bool = Field(True, description="run the flow engine in `waflow serve` (off: leave it to workers)")
     run_dispatcher: bool = Field(True, description="run the outbox dispatcher in `waflow serve`")
     poll_interval_s: float = Field(0.02, gt=0, le=10, description="idle poll of the engine and the dispatcher")
+    worker_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="`waflow worker` serves /healthz, /readyz and /metrics on this port (of `host`); unset: no HTTP",
+    )
     webhook_max_uncommitted_events: int = Field(
         DEFAULT_MAX_UNCOMMITTED_EVENTS, gt=0,
         description="webhook events waiting for their inbox commit beyond which a POST is answered 503 + "

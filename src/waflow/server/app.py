@@ -50,6 +50,19 @@ def api_context(parts: Parts) -> ApiContext:
     )
 
 
+def health_app(parts: Parts) -> FastAPI:
+    """`waflow worker`'s HTTP face: `/healthz`, `/readyz` (database, rate limiter) and `/metrics` only (the same
+    routes and rules as `waflow serve`'s; `/metrics` needs a key unless `api.public_metrics`)."""
+    from waflow.api.errors import install_error_handlers
+    from waflow.api.routes import health
+
+    app = FastAPI(title="waflow worker", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.api = api_context(parts)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    return app
+
+
 def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     """The app; its lifespan starts every part (migrating the database first) and stops them gracefully."""
     parts = parts or build_parts(settings, "serve")

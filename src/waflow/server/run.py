@@ -123,6 +123,15 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     _Server(config, shutdown_timeout_s=settings.server.shutdown_timeout_s, guard=app.guard).run()
 
 
+class _SideServer(uvicorn.Server):
+    """A uvicorn server beside the worker's own work: the worker's signal handlers stop it (uvicorn's would take
+    SIGTERM over and raise it again after serving, ending the process before the worker's graceful stop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """`waflow worker`: engine, timers, dispatchers, status processor — until `stop` is set or a signal."""
     stop = stop or asyncio.Event()
@@ -131,14 +140,30 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     _log_tasks_on_sigusr2()
-    lifecycle = Lifecycle(build_parts(settings, "worker"))
+    parts = build_parts(settings, "worker")
+    lifecycle = Lifecycle(parts)
+    http: uvicorn.Server | None = None
+    http_task: asyncio.Task[None] | None = None
     try:
         await lifecycle.start()
+        if settings.server.worker_port is not None:  # health, readiness and metrics of this worker
+            from waflow.server.app import health_app
+
+            http = _SideServer(uvicorn.Config(
+                health_app(parts), host=settings.server.host, port=settings.server.worker_port, lifespan="off",
+                log_config=uvicorn_log_config(), access_log=False, ws="none",
+            ))
+            http_task = asyncio.create_task(http.serve(), name="waflow-worker-http")
+            log.info("worker health, readiness and metrics on %s:%d", settings.server.host, settings.server.worker_port)
         settle_heap()
         await stop.wait()
         log.info("stopping: finishing the work in flight")
         exit_if_still_running_after(_exit_budget_s(settings.server.shutdown_timeout_s), log)
     finally:
+        if http is not None and http_task is not None:
+            http.should_exit = True
+            with contextlib.suppress(Exception):
+                await http_task
         await lifecycle.stop()
 
 
