@@ -77,3 +77,27 @@ async def test_the_send_fence_refuses_a_lease_another_dispatcher_took_over(store
     async with store.begin() as conn:  # another dispatcher takes the untried row at once
         got = await repo.claim_due(conn, "live", limit=10, lease=LEASE, now=after)
     assert [r.record.id for r in got] == [untried]
+
+
+async def test_the_scrape_reads_the_lag(store: Store) -> None:
+    """`/metrics`' lag gauges: the oldest open inbox event and the oldest due outbound row nobody claimed."""
+    from waflow.store import NewInboundEvent
+    from waflow.store.gauges import scrape_counts
+
+    from .helpers import message
+
+    async with store.read() as conn:
+        idle = await scrape_counts(conn)
+    assert (idle.oldest_open_event_at, idle.oldest_due_at) == (None, None)
+    async with store.begin() as conn:
+        await store.inbox.insert_events(conn, [NewInboundEvent.from_message(message("wamid.lag"), utcnow())])
+        oid = await store.outbox.enqueue(conn, PNID, text_out("late", "346201"), contact_key="346201",
+                                         business_initiated=False, due_at=utcnow() - timedelta(seconds=30))
+    async with store.read() as conn:
+        lag = await scrape_counts(conn)
+    assert lag.oldest_open_event_at is not None and lag.oldest_open_event_at <= utcnow()
+    assert lag.oldest_due_at is not None and utcnow() - lag.oldest_due_at >= timedelta(seconds=29)
+    async with store.begin() as conn:  # claimed: no longer waiting for anyone
+        assert [r.record.id for r in await store.outbox.claim_due(conn, "d", limit=5, lease=LEASE)] == [oid]
+    async with store.read() as conn:
+        assert (await scrape_counts(conn)).oldest_due_at is None

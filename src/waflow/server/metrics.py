@@ -15,10 +15,14 @@ from prometheus_client.registry import Collector
 
 from waflow.server.parts import Parts
 from waflow.store.gauges import scrape_counts
+from waflow.store.types import utcnow
 
 MESSAGES_BY_STATUS = Gauge("waflow_messages", "Outbound messages in the store by delivery status.", ["status"])
 INBOX_OPEN = Gauge("waflow_inbox_open_events", "Inbound events not processed yet, by kind and state.",
                    ["kind", "state"])
+INBOX_LAG = Gauge("waflow_inbox_oldest_open_seconds", "Age of the oldest inbound event not processed yet (0: none).")
+OUTBOX_LAG = Gauge("waflow_outbox_oldest_due_seconds",
+                   "How long the oldest due outbound row has waited past its due time unclaimed (0: none).")
 
 
 class _PartsCollector(Collector):
@@ -58,3 +62,6 @@ async def refresh_gauges(parts: Parts) -> None:
     INBOX_OPEN.clear()
     for kind, state, count in open_rows:
         INBOX_OPEN.labels(kind, state).set(count)
+    now = utcnow()
+    INBOX_LAG.set(max(0.0, (now - counts.oldest_open_event_at).total_seconds()) if counts.oldest_open_event_at else 0)
+    OUTBOX_LAG.set(max(0.0, (now - counts.oldest_due_at).total_seconds()) if counts.oldest_due_at else 0)

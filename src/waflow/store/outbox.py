@@ -408,6 +408,16 @@ class DispatchQueries:
                 return True
         return False
 
+    async def oldest_due_at(self, conn: AsyncConnection, now: datetime | None = None) -> datetime | None:
+        """The due time of the oldest claimable row (due, unleased, a queue head, in a running lane): how far
+        sending is behind. One probe per lane, as `any_due`."""
+        now = now or utcnow()
+        found = [
+            as_utc(row[1]) for lane in await self._lanes(conn, None)
+            if (row := (await conn.execute(_lane_pick(lane, now, 1))).first()) is not None
+        ]
+        return min(found, default=None)
+
     async def claim_due(
         self,
         conn: AsyncConnection,
