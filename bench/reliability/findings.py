@@ -28,6 +28,7 @@ from waflow.store.outbox import Acceptance
 from waflow.store.tables import contacts, inbound_events, status_events
 
 from .harness import Deployment
+from .hostile import envelope
 from .report import Check
 
 # A second app with its own number, added to the deployment's configuration (its Graph calls fail: nothing here
@@ -47,9 +48,7 @@ def _status_body(pnid: str, waba: str, status: str) -> bytes:
     value = {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": pnid},
              "statuses": [{"id": FORGED_WAMID, "status": status, "timestamp": "1760000100",
                            "recipient_id": "34699000077"}]}
-    doc = {"object": "whatsapp_business_account", "entry": [{"id": waba, "changes": [{"field": "messages",
-                                                                                      "value": value}]}]}
-    return json.dumps(doc).encode()
+    return json.dumps(envelope(value, pnid=pnid, waba=waba)).encode()
 
 
 def _message_body(pnid: str, waba: str, wamid: str) -> bytes:
@@ -57,9 +56,7 @@ def _message_body(pnid: str, waba: str, wamid: str) -> bytes:
              "contacts": [{"profile": {"name": "Eve"}, "wa_id": "34699000088"}],
              "messages": [{"from": "34699000088", "id": wamid, "timestamp": "1760000000", "type": "text",
                            "text": {"body": "hola"}}]}
-    doc = {"object": "whatsapp_business_account", "entry": [{"id": waba, "changes": [{"field": "messages",
-                                                                                      "value": value}]}]}
-    return json.dumps(doc).encode()
+    return json.dumps(envelope(value, pnid=pnid, waba=waba)).encode()
 
 
 async def _post(client: httpx.AsyncClient, url: str, body: bytes, secret: str) -> int:

@@ -27,17 +27,18 @@ class SendFence:
         self.store = store
         self.claimer = claimer
         self.linger_s = linger_s
-        # outbox id -> (number, contact key) of the row, and the sender's future
-        self._pending: dict[int, tuple[tuple[str, str], asyncio.Future[Marked]]] = {}
+        # outbox id -> (number, contact key) of the row when its contact is wanted, and the sender's future
+        self._pending: dict[int, tuple[tuple[str, str] | None, asyncio.Future[Marked]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self.commits = 0
 
-    async def mark(self, outbound_id: int, phone_number_id: str, contact_key: str) -> Marked:
-        """Once the row is durably marked as being sent by us: (True, its contact as it is now — for the consent
-        rule's last look, read in the same transaction); (False, None) when its lease is no longer ours (it must
-        not be sent). Raises what the store raised (the row is still ours: hand it back)."""
+    async def mark(self, outbound_id: int, contact: tuple[str, str] | None = None) -> Marked:
+        """Once the row is durably marked as being sent by us: (True, the contact named by `contact` — (number,
+        contact key) — as it is now, read in the same transaction, for the consent rule's last look; None when
+        not asked for); (False, None) when its lease is no longer ours (it must not be sent). Raises what the
+        store raised (the row is still ours: hand it back)."""
         future: asyncio.Future[Marked] = asyncio.get_running_loop().create_future()
-        self._pending[outbound_id] = ((phone_number_id, contact_key), future)
+        self._pending[outbound_id] = (contact, future)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="waflow-outbox-fence")
         return await future
@@ -50,10 +51,11 @@ class SendFence:
                 async with self.store.begin() as conn:
                     marked = await self.store.outbox.mark_sending(conn, self.claimer, list(batch))
                     found: dict[tuple[str, str], ContactRecord] = {}
-                    for number in {where[0] for where, _ in batch.values()}:
-                        keys = sorted({where[1] for where, _ in batch.values() if where[0] == number})
-                        for key, contact in (await self.store.outbox.recipients(conn, number, keys)).items():
-                            found[(number, key)] = contact
+                    wanted = {where for where, _ in batch.values() if where is not None}
+                    for number in {n for n, _ in wanted}:
+                        keys = sorted({k for n, k in wanted if n == number})
+                        for key, record in (await self.store.outbox.recipients(conn, number, keys)).items():
+                            found[(number, key)] = record
                 self.commits += 1
             except Exception as exc:  # every waiting sender hears it: hands its row back
                 for _, future in batch.values():
@@ -62,4 +64,5 @@ class SendFence:
                 continue
             for oid, (where, future) in batch.items():
                 if not future.done():
-                    future.set_result((True, found.get(where)) if oid in marked else (False, None))
+                    contact = found.get(where) if where is not None else None
+                    future.set_result((True, contact) if oid in marked else (False, None))

@@ -453,8 +453,10 @@ class OutboxDispatcher:
             # instead of waiting out the lease and the unknown-outcome grace of a row that never left.
             self._submit(Requeue(rec.id, now, "shutdown", fallback_used=fallback_used))
             return False
+        # a row that waited since its claim gets the consent rule's last look, on its contact read with the mark
+        recheck = time.monotonic() - item.claimed_at > CONSENT_RECHECK_S
         try:  # the fence: from its mark on the row may have been sent (a crash leaves it unknown, not untried)
-            ours, contact = await self.fence.mark(rec.id, rec.phone_number_id, rec.contact_key)
+            ours, contact = await self.fence.mark(rec.id, (rec.phone_number_id, rec.contact_key) if recheck else None)
         except Exception as exc:  # the row is still ours: back to the queue, sent later
             log.warning("outbox %d: could not mark it as being sent (%s): handed back", rec.id, type(exc).__name__)
             self._submit(Requeue(rec.id, now + timedelta(seconds=1), "retry", fallback_used=fallback_used))
@@ -462,8 +464,7 @@ class OutboxDispatcher:
         if not ours:  # our lease ran out (a stall) and another dispatcher took the row over: it is theirs to send
             log.warning("outbox %d: lease lost before its send: left to the dispatcher that took it over", rec.id)
             return False
-        # the consent rule's last look, on the contact read with the mark: an opt-out recorded since the claim
-        if time.monotonic() - item.claimed_at > CONSENT_RECHECK_S and (refused := _refusal(contact, rec, utcnow())):
+        if recheck and (refused := _refusal(contact, rec, utcnow())):  # an opt-out recorded since the claim
             self._submit(Failed(rec.id, None, OPTED_OUT, refused, fallback_used=fallback_used))
             metrics.MESSAGES.labels(OPTED_OUT).inc()
             return False
